@@ -1,0 +1,52 @@
+# The two commands a newcomer needs: `make demo` and `make test` (see README).
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(CURDIR)/$(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat requirements.txt 2>/dev/null | cksum | cut -d' ' -f1)
+
+export PRIMETRIC_DSN ?= postgresql://postgres@127.0.0.1:5432
+export AIRFLOW_HOME ?= $(CURDIR)/.airflow
+export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
+export AIRFLOW__CORE__PLUGINS_FOLDER := $(CURDIR)/plugins
+export AIRFLOW__CORE__LOAD_EXAMPLES := False
+export PYTHONPATH := $(CURDIR)/plugins:$(CURDIR)
+export PATH := $(BIN):$(PATH)
+# `make migrate` applies to the database of connection primetric_db (override it like any Airflow connection).
+export AIRFLOW_CONN_PRIMETRIC_DB ?= $(PRIMETRIC_DSN)/primetric
+
+.PHONY: venv postgres migrate demo test lint bench bench-smoke clean
+
+venv: $(STAMP)
+$(STAMP): requirements.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) \
+	  || { echo "Python 3.11 with venv is needed: apt-get install python3.11-venv (or make PYTHON=...)"; exit 1; }
+	@$(BIN)/python -m pip install -q --disable-pip-version-check uv \
+	  && $(BIN)/uv pip install -q --python $(BIN)/python -r requirements.txt \
+	  || $(BIN)/python -m pip install -q --disable-pip-version-check -r requirements.txt
+	@rm -f $(VENV)/.installed-* && touch $@
+
+postgres: venv
+	@scripts/ensure-postgres.sh "$(PRIMETRIC_DSN)"
+
+migrate: venv postgres
+	@$(BIN)/python -m primetric_harvest.migrate --create-database
+
+demo: venv postgres
+	@$(BIN)/python scripts/demo.py
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: venv postgres lint
+	$(BIN)/python -m pytest
+
+bench: venv postgres
+	$(BIN)/python -m bench
+
+bench-smoke: venv postgres
+	$(BIN)/python -m bench --smoke
+
+clean:
+	rm -rf .airflow .pytest_cache .ruff_cache

@@ -1,0 +1,90 @@
+-- Run-scoped staging tables: UNLOGGED (no WAL; rebuilt by a re-run) and dropped by the load.
+-- name: create
+DROP TABLE IF EXISTS {entries}, {users}, {worklogs}, {skipped};
+CREATE UNLOGGED TABLE {entries} (
+    harvest_time_entry_id bigint NOT NULL,
+    harvest_project_id    bigint,
+    harvest_user_id       bigint,
+    harvest_user_name     text,
+    spent_date            text,
+    hours                 text,
+    notes                 text,
+    is_running            boolean,
+    updated_at            timestamptz
+);
+CREATE UNLOGGED TABLE {users} (
+    harvest_user_id bigint PRIMARY KEY,
+    email           text,
+    first_name      text,
+    last_name       text,
+    is_active       boolean
+);
+CREATE UNLOGGED TABLE {worklogs} (
+    harvest_time_entry_id bigint PRIMARY KEY,
+    employee_id           bigint NOT NULL,
+    assignment_id         bigint,        -- NULL: the person gets a new sync-created assignment
+    work_date             date   NOT NULL,
+    hours                 numeric NOT NULL,
+    description           text,
+    harvest_project_id    bigint,
+    harvest_user_id       bigint
+);
+CREATE UNLOGGED TABLE {skipped} (
+    harvest_time_entry_id bigint PRIMARY KEY,
+    harvest_project_id    bigint,
+    harvest_user_id       bigint,
+    spent_date            text,
+    hours                 text,
+    notes                 text,
+    updated_at            timestamptz,
+    reason                text NOT NULL,
+    detail                text
+);
+
+-- name: truncate_transform_output
+TRUNCATE {worklogs}, {skipped};
+
+-- name: drop
+DROP TABLE IF EXISTS {entries}, {users}, {worklogs}, {skipped};
+
+-- name: exists
+SELECT to_regclass(%(entries)s) IS NOT NULL;
+
+-- name: users
+SELECT harvest_user_id, email, first_name, last_name FROM {users};
+
+-- The transform's input: each staged entry once (the newest copy, should paging have shown it
+-- twice), plus the entries kept aside earlier that this run did not fetch again.
+-- name: transform_input
+SELECT harvest_time_entry_id, harvest_project_id, harvest_user_id, harvest_user_name, spent_date, hours,
+       notes, is_running, updated_at
+FROM (
+    SELECT DISTINCT ON (harvest_time_entry_id) *
+    FROM {entries}
+    ORDER BY harvest_time_entry_id, updated_at DESC NULLS LAST
+) fetched
+UNION ALL
+SELECT s.harvest_time_entry_id, s.harvest_project_id, s.harvest_user_id, NULL, s.spent_date, s.hours,
+       s.notes, false, s.updated_at
+FROM harvest_sync.skipped_entries s
+WHERE %(include_skipped)s
+  AND s.project_id = %(project_id)s
+  AND NOT EXISTS (SELECT 1 FROM {entries} e WHERE e.harvest_time_entry_id = s.harvest_time_entry_id);
+
+-- name: copy_entries
+COPY {entries} (harvest_time_entry_id, harvest_project_id, harvest_user_id, harvest_user_name, spent_date, hours,
+                notes, is_running, updated_at) FROM STDIN;
+
+-- name: copy_users
+COPY {users} (harvest_user_id, email, first_name, last_name, is_active) FROM STDIN;
+
+-- name: copy_worklogs
+COPY {worklogs} (harvest_time_entry_id, employee_id, assignment_id, work_date, hours, description,
+                 harvest_project_id, harvest_user_id) FROM STDIN;
+
+-- name: copy_skipped
+COPY {skipped} (harvest_time_entry_id, harvest_project_id, harvest_user_id, spent_date, hours, notes,
+                updated_at, reason, detail) FROM STDIN;
+
+-- name: counts
+SELECT (SELECT count(*) FROM {worklogs}) AS worklogs, (SELECT count(*) FROM {skipped}) AS skipped;

@@ -1,0 +1,1 @@
+"""Primetric ⇄ Harvest sync: Harvest time entries become Primetric work logs."""

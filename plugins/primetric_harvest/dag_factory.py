@@ -1,0 +1,113 @@
+"""One daily DAG per linked Primetric project: extract → transform → load → report."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from airflow.sdk import DAG, Param, task
+
+from primetric_harvest.registry import LinkedProject, linked_projects
+
+HARVEST_POOL = "harvest_api"  # every project shares one Harvest account's rate limit
+HARVEST_CONN_ID = "harvest_default"
+TAGS = ["harvest", "primetric", "sync"]
+DEFAULT_ARGS = {
+    "owner": "data-engineering",
+    "retries": 2,
+    "retry_delay": dt.timedelta(minutes=2),
+    "retry_exponential_backoff": True,
+}
+
+DOC = """\
+### Harvest → Primetric work logs: {name} (project {project_id})
+
+Copies the Harvest time entries of Harvest project(s) **{harvest}** into Primetric work logs of
+project **{name}**, matching people by e-mail. Runs daily, incrementally (entries updated since the
+last run). People Harvest knows but Primetric does not are listed in `primetric.missing_teammates`
+and named in the `report` task's log.
+
+**Trigger with config**
+- `since` (YYYY-MM-DD): *reset and sync* — replaces this project's synced work logs with every
+  Harvest entry from that date on, and makes it the project's sync start.
+- `clear_data` (true): deletes this project's synced work logs and stops. Hand-made work logs and
+  assignments are never touched.
+
+Tasks: `extract` (Harvest → staging, in pool `{pool}`), `transform` (e-mail matching, assignment
+rules), `load` (one transaction), `report` (missing teammates). Connections: `{harvest_conn}`,
+`primetric_db`.
+"""
+
+
+def build_dag(project: LinkedProject) -> DAG:
+    project_id = project.project_id
+    with DAG(
+        dag_id=f"harvest_sync_{project_id}",
+        description=f"Harvest time entries → Primetric work logs of {project.name}",
+        schedule="@daily",
+        start_date=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
+        catchup=False,
+        max_active_runs=1,
+        tags=[*TAGS, f"project:{project_id}"],
+        default_args=DEFAULT_ARGS,
+        doc_md=DOC.format(
+            name=project.name,
+            project_id=project_id,
+            pool=HARVEST_POOL,
+            harvest_conn=HARVEST_CONN_ID,
+            harvest=", ".join(map(str, project.harvest_project_ids)) or "none yet",
+        ),
+        params={
+            "since": Param(
+                None,
+                type=["null", "string"],
+                format="date",
+                title="Reset and sync from",
+                description="Optional. YYYY-MM-DD: replace this project's work logs with Harvest's "
+                "entries from this date on.",
+            ),
+            "clear_data": Param(
+                False,
+                type="boolean",
+                title="Clear data",
+                description="Delete this project's synced work logs and stop.",
+            ),
+        },
+    ) as dag:
+
+        @task(pool=HARVEST_POOL)
+        def extract(**context) -> dict:
+            from primetric_harvest import pipeline
+
+            return pipeline.extract(project_id, context["run_id"], context["params"], harvest_conn_id=HARVEST_CONN_ID)
+
+        @task
+        def transform(extracted: dict, **context) -> dict:
+            from primetric_harvest import pipeline
+
+            return pipeline.transform(project_id, context["run_id"], extracted)
+
+        @task
+        def load(extracted: dict, transformed: dict, **context) -> dict:
+            from primetric_harvest import pipeline
+
+            return pipeline.load(project_id, context["run_id"], extracted, account_id=_account_id())
+
+        @task
+        def report(loaded: dict) -> dict:
+            from primetric_harvest import pipeline
+
+            return pipeline.report(project_id, account_id=_account_id())
+
+        extracted = extract()
+        report(load(extracted, transform(extracted)))
+    return dag
+
+
+def _account_id() -> str:
+    from airflow.sdk import BaseHook
+
+    return str((BaseHook.get_connection(HARVEST_CONN_ID).extra_dejson or {}).get("account_id", ""))
+
+
+def build_linked_project_dags() -> dict[str, DAG]:
+    return {dag.dag_id: dag for dag in map(build_dag, linked_projects())}

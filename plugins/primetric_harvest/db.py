@@ -1,0 +1,53 @@
+"""Connections to the Primetric database and the SQL files in include/sql/."""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+from pathlib import Path
+
+import psycopg
+from psycopg import sql as pgsql
+
+PRIMETRIC_CONN_ID = "primetric_db"
+SQL_DIR = Path(os.environ.get("PRIMETRIC_SQL_DIR", Path(__file__).resolve().parents[2] / "include" / "sql"))
+_NAME = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
+
+
+@functools.cache
+def _statements(file: str) -> dict[str, str]:
+    text = (SQL_DIR / f"{file}.sql").read_text()
+    parts = _NAME.split(text)
+    # parts: [preamble, name1, body1, name2, body2, ...]; comments above a name belong to it.
+    return {name: body.strip() for name, body in zip(parts[1::2], parts[2::2], strict=True)}
+
+
+def query(file: str, name: str, **identifiers: str) -> str | pgsql.Composed:
+    """Statement ``name`` of include/sql/<file>.sql; ``{placeholders}`` become quoted identifiers."""
+    try:
+        text = _statements(file)[name]
+    except KeyError:
+        raise KeyError(f"no statement '-- name: {name}' in {SQL_DIR / file}.sql") from None
+    if not identifiers:
+        return text
+    return pgsql.SQL(text).format(**{k: pgsql.Identifier(*v.split(".")) for k, v in identifiers.items()})
+
+
+def conninfo(conn_id: str = PRIMETRIC_CONN_ID) -> str:
+    """libpq connection string of an Airflow postgres connection (env var, secrets backend or metadata DB)."""
+    from airflow.sdk import BaseHook
+
+    conn = BaseHook.get_connection(conn_id)
+    parts = {
+        "host": conn.host or "127.0.0.1",
+        "port": conn.port or 5432,
+        "dbname": conn.schema or "postgres",
+        "user": conn.login or "postgres",
+        "password": conn.password,
+    }
+    return psycopg.conninfo.make_conninfo(**{k: v for k, v in parts.items() if v not in (None, "")})
+
+
+def connect(conn_id: str = PRIMETRIC_CONN_ID, **kwargs) -> psycopg.Connection:
+    return psycopg.connect(conninfo(conn_id), application_name="primetric-harvest-sync", **kwargs)

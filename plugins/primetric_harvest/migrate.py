@@ -1,0 +1,65 @@
+"""Apply include/sql/migrations/*.sql in order, once each; safe to run any number of times.
+
+Usage: python -m primetric_harvest.migrate   (database of Airflow connection ``primetric_db``)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+
+from primetric_harvest.db import SQL_DIR, connect, query
+
+log = logging.getLogger(__name__)
+MIGRATIONS_DIR = SQL_DIR / "migrations"
+
+
+def migrate(conn_id: str = "primetric_db") -> list[str]:
+    applied = []
+    with connect(conn_id) as conn:
+        conn.execute(query("schema_migrations", "lock"))
+        conn.execute(query("schema_migrations", "bootstrap"))
+        conn.commit()
+        done = dict(conn.execute(query("schema_migrations", "applied")).fetchall())
+        for path in sorted(MIGRATIONS_DIR.glob("*.sql")):
+            text = path.read_text()
+            checksum = hashlib.sha256(text.encode()).hexdigest()
+            if path.stem in done:
+                if done[path.stem] != checksum:
+                    log.warning("migration %s changed since it was applied; not applied again", path.name)
+                continue
+            with conn.transaction():
+                conn.execute(text)
+                conn.execute(query("schema_migrations", "record"), {"version": path.stem, "checksum": checksum})
+            applied.append(path.stem)
+        conn.execute(query("schema_migrations", "unlock"))
+    return applied
+
+
+def create_database_if_missing(conn_id: str = "primetric_db") -> None:
+    """Create the connection's database when the server has none of that name (a fresh machine)."""
+    import psycopg
+    from psycopg import sql as pgsql
+
+    from primetric_harvest.db import conninfo
+
+    info = psycopg.conninfo.conninfo_to_dict(conninfo(conn_id))
+    try:
+        psycopg.connect(**info, connect_timeout=5).close()
+        return
+    except psycopg.OperationalError as exc:
+        if "does not exist" not in str(exc):
+            raise
+    with psycopg.connect(**{**info, "dbname": "postgres"}, autocommit=True) as admin:
+        admin.execute(pgsql.SQL("CREATE DATABASE {}").format(pgsql.Identifier(info["dbname"])))
+    print(f"created database {info['dbname']}")
+
+
+if __name__ == "__main__":
+    import sys
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if "--create-database" in sys.argv:
+        create_database_if_missing()
+    names = migrate()
+    print(f"migrations applied: {', '.join(names) if names else 'none (up to date)'}")

@@ -1,0 +1,384 @@
+"""The four steps of a project's sync. Each is called by one Airflow task and holds no business rule:
+the rules are in transform.py and plan.py, the SQL in include/sql/.
+
+Data passes between steps in run-scoped UNLOGGED staging tables (any worker can reach them, unlike a
+local file); only small dicts travel as XCom.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+import pandas as pd
+import psycopg
+
+from primetric_harvest import transform as rules_
+from primetric_harvest.db import PRIMETRIC_CONN_ID, connect, query
+from primetric_harvest.harvest_hook import HarvestHook, HarvestResponseError
+from primetric_harvest.plan import CLEAR, SyncPlan, plan_sync
+from primetric_harvest.rate_limit import PostgresRateLimiter
+
+log = logging.getLogger(__name__)
+
+TRANSFORM_CHUNK_ROWS = 100_000
+
+
+@dataclass(frozen=True)
+class Staging:
+    entries: str
+    users: str
+    worklogs: str
+    skipped: str
+
+    @classmethod
+    def for_run(cls, project_id: int, run_id: str) -> Staging:
+        key = f"p{project_id}_{hashlib.sha1(run_id.encode()).hexdigest()[:12]}"
+        return cls(*(f"harvest_staging.{kind}_{key}" for kind in ("entries", "users", "worklogs", "skipped")))
+
+    def names(self) -> dict[str, str]:
+        return {"entries": self.entries, "users": self.users, "worklogs": self.worklogs, "skipped": self.skipped}
+
+
+class ProjectNotLinked(RuntimeError):
+    pass
+
+
+def project_rules(conn: psycopg.Connection, project_id: int) -> dict:
+    cur = conn.execute(query("project", "rules"), {"project_id": project_id})
+    row = cur.fetchone()
+    if row is None:
+        raise ProjectNotLinked(
+            f"Primetric project {project_id} has no row in primetric.harvest_settings: "
+            "link it (harvest_settings + harvest_project_links) before syncing"
+        )
+    return dict(zip([c.name for c in cur.description], row, strict=True))
+
+
+def _frame(conn: psycopg.Connection, statement, params: dict | None = None) -> pd.DataFrame:
+    cur = conn.execute(statement, params or {})
+    return pd.DataFrame(cur.fetchall(), columns=[c.name for c in cur.description])
+
+
+def _native(frame: pd.DataFrame, columns: list[str]) -> Iterator[tuple]:
+    """Rows of python values (None for missing) that psycopg's COPY can write."""
+    cols = [frame[c].astype(object).where(frame[c].notna(), None).tolist() for c in columns]
+    return zip(*cols, strict=True)
+
+
+def _copy(cur: psycopg.Cursor, statement, rows: Iterable[tuple]) -> int:
+    n = 0
+    with cur.copy(statement) as copy:
+        for row in rows:
+            copy.write_row(row)
+            n += 1
+    return n
+
+
+# -- extract -------------------------------------------------------------------------------------
+def _hours_text(value: object) -> str | None:
+    if value is None or isinstance(value, bool):
+        return None if value is None else str(value)
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+def _timestamp(value: object) -> dt.datetime | None:
+    try:
+        return dt.datetime.fromisoformat(str(value)) if value else None
+    except ValueError:
+        return None
+
+
+def _int_or_none(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def entry_row(entry: object, where: str) -> tuple:
+    """One staged row per Harvest time entry, values kept as sent; only a missing id is fatal."""
+    if not isinstance(entry, dict) or _int_or_none(entry.get("id")) is None:
+        raise HarvestResponseError(
+            f"Harvest sent a time entry without an integer 'id' ({str(entry)[:120]}); expected Harvest API v2 "
+            f"time entry objects; {where}."
+        )
+    user = entry.get("user") if isinstance(entry.get("user"), dict) else {}
+    project = entry.get("project") if isinstance(entry.get("project"), dict) else {}
+    spent = entry.get("spent_date")
+    return (
+        entry["id"],
+        _int_or_none(project.get("id")),
+        _int_or_none(user.get("id")),
+        user.get("name"),
+        None if spent is None else str(spent),
+        _hours_text(entry.get("hours")),
+        entry.get("notes"),
+        bool(entry.get("is_running")),
+        _timestamp(entry.get("updated_at")),
+    )
+
+
+def user_row(user: dict) -> tuple:
+    return (user["id"], user.get("email"), user.get("first_name"), user.get("last_name"), user.get("is_active"))
+
+
+def extract(
+    project_id: int,
+    run_id: str,
+    params: dict,
+    *,
+    harvest_conn_id: str = "harvest_default",
+    primetric_conn_id: str = PRIMETRIC_CONN_ID,
+) -> dict:
+    """Fetch the run's Harvest users and time entries into staging; decide the run's plan."""
+    started = time.monotonic()
+    staging = Staging.for_run(project_id, run_id)
+    with connect(primetric_conn_id) as conn:
+        project = project_rules(conn, project_id)
+        plan = plan_sync(
+            since=params.get("since"),
+            clear_data=bool(params.get("clear_data")),
+            sync_since=project["sync_since"],
+            project_start=project["start_date"],
+            high_water_mark=project["high_water_mark"],
+        )
+        conn.execute(query("staging", "create", **staging.names()))
+        conn.commit()
+        summary = {
+            "plan": plan.to_xcom(),
+            "harvest_project_ids": list(project["harvest_project_ids"]),
+            "entries_fetched": 0,
+            "users_fetched": 0,
+        }
+        if not plan.fetches:
+            log.info("clear_data: nothing to fetch from Harvest for project %s", project_id)
+            return summary
+        if not project["harvest_project_ids"]:
+            raise ProjectNotLinked(
+                f"Primetric project {project_id} has no Harvest project linked (primetric.harvest_project_links)"
+            )
+
+        where = f"Primetric project {project_id}"
+        limiter_conn = connect(primetric_conn_id, autocommit=True)
+        try:
+            hook = HarvestHook(harvest_conn_id, context=where)
+            hook.rate_limiter = PostgresRateLimiter(limiter_conn, hook.account_id, *hook.rate_limit)
+            hook.require_administrator()
+            with conn.cursor() as cur:
+                summary["users_fetched"] = _copy(
+                    cur,
+                    query("staging", "copy_users", **staging.names()),
+                    (user_row(u) for page in hook.users() for u in page),
+                )
+                for harvest_project_id in project["harvest_project_ids"]:
+                    filters = {
+                        "project_id": harvest_project_id,
+                        "from": plan.from_date,
+                        "to": plan.to_date,
+                        "updated_since": plan.updated_since.isoformat() if plan.updated_since else None,
+                    }
+                    pages = [hook.time_entries(**filters)]
+                    if plan.updated_since:
+                        # A running timer's hours grow without (we cannot be sure) updated_at moving.
+                        pages.append(
+                            hook.time_entries(
+                                project_id=harvest_project_id, is_running="true", **{"from": plan.from_date}
+                            )
+                        )
+                    for source in pages:
+                        for page in source:
+                            summary["entries_fetched"] += _copy(
+                                cur,
+                                query("staging", "copy_entries", **staging.names()),
+                                (entry_row(e, where) for e in page),
+                            )
+            conn.commit()
+            summary["harvest"] = hook.stats.as_dict()
+        finally:
+            limiter_conn.close()
+    summary["seconds"] = round(time.monotonic() - started, 3)
+    log.info(
+        "extract: %d time entries and %d Harvest users fetched in %d requests (%s)",
+        summary["entries_fetched"],
+        summary["users_fetched"],
+        summary["harvest"]["requests"],
+        plan.mode,
+    )
+    return summary
+
+
+# -- transform -------------------------------------------------------------------------------------
+def transform(project_id: int, run_id: str, extracted: dict, *, primetric_conn_id: str = PRIMETRIC_CONN_ID) -> dict:
+    """Apply the business rules to the staged entries, chunk by chunk, into staged work logs."""
+    started = time.monotonic()
+    plan = SyncPlan.from_xcom(extracted["plan"])
+    staging = Staging.for_run(project_id, run_id)
+    counts = {"worklogs": 0, "skipped": 0}
+    if plan.mode == CLEAR:
+        return {**counts, "seconds": 0.0}
+    with connect(primetric_conn_id) as conn:
+        project = project_rules(conn, project_id)
+        rules = rules_.ProjectRules(
+            project_id=project_id,
+            start_date=project["start_date"],
+            end_date=project["end_date"],
+            prevent_new_assignment_creation=project["prevent_new_assignment_creation"],
+            trim_assignments_to_worklogs=project["trim_assignments_to_worklogs"],
+        )
+        users = _frame(conn, query("staging", "users", **staging.names()))
+        employees = _frame(conn, query("project", "employees"))
+        assignments = _frame(conn, query("project", "assignments"), {"project_id": project_id})
+        linked = set(project["harvest_project_ids"])
+        conn.execute(query("staging", "truncate_transform_output", **staging.names()))
+        with conn.cursor(name="transform_input") as reader, conn.cursor() as writer:
+            reader.execute(
+                query("staging", "transform_input", **staging.names()),
+                {"project_id": project_id, "include_skipped": plan.include_skipped},
+            )
+            while rows := reader.fetchmany(TRANSFORM_CHUNK_ROWS):
+                entries = pd.DataFrame(rows, columns=rules_.ENTRY_COLUMNS)
+                result = rules_.plan_work_logs(entries, users, employees, assignments, rules, linked)
+                counts["worklogs"] += _copy(
+                    writer,
+                    query("staging", "copy_worklogs", **staging.names()),
+                    _native(result.worklogs, rules_.WORKLOG_COLUMNS),
+                )
+                counts["skipped"] += _copy(
+                    writer,
+                    query("staging", "copy_skipped", **staging.names()),
+                    _native(result.skipped, rules_.SKIPPED_COLUMNS),
+                )
+        conn.commit()
+    counts["seconds"] = round(time.monotonic() - started, 3)
+    log.info("transform: %d work logs, %d entries kept aside", counts["worklogs"], counts["skipped"])
+    return counts
+
+
+# -- load ----------------------------------------------------------------------------------------
+def load(
+    project_id: int, run_id: str, extracted: dict, *, account_id: str, primetric_conn_id: str = PRIMETRIC_CONN_ID
+) -> dict:
+    """Apply the staged work logs to the Primetric tables in ONE transaction."""
+    started = time.monotonic()
+    plan = SyncPlan.from_xcom(extracted["plan"])
+    staging = Staging.for_run(project_id, run_id)
+    names = staging.names()
+    p = {"project_id": project_id}
+    counts = {"inserted": 0, "updated": 0, "deleted": 0}
+    with connect(primetric_conn_id) as conn, conn.transaction():
+        conn.execute(query("load", "lock_project"), p)
+        if not conn.execute(query("staging", "exists"), {"entries": staging.entries}).fetchone()[0]:
+            raise RuntimeError(f"staging tables of run {run_id!r} are gone: clear the run's extract task to re-fetch")
+        if plan.replace:
+            counts["deleted"] += conn.execute(query("load", "clear_synced_worklogs"), p).rowcount
+            conn.execute(query("load", "clear_skipped"), p)
+        if plan.mode != CLEAR:
+            project = project_rules(conn, project_id)
+            conn.execute(query("load", "upsert_harvest_users", **names), {"account_id": account_id})
+            conn.execute(query("load", "create_sync_assignments", **names), p)
+            inserted, updated = conn.execute(query("load", "upsert_worklogs", **names), p).fetchone()
+            counts["inserted"] += inserted
+            counts["updated"] += updated
+            counts["deleted"] += conn.execute(query("load", "delete_worklogs_now_skipped", **names), p).rowcount
+            conn.execute(query("load", "clear_skipped"), p)
+            conn.execute(query("load", "insert_skipped", **names), p)
+            conn.execute(query("load", "unskip_landed", **names), p)
+            _set_assignment_spans(conn, project)
+        conn.execute(query("load", "delete_empty_sync_assignments"), p)
+        high_water_mark = None
+        if plan.mode != CLEAR:
+            high_water_mark = conn.execute(query("load", "fetched_high_water_mark", **names)).fetchone()[0]
+        counts["seconds"] = round(time.monotonic() - started, 3)
+        conn.execute(
+            query("load", "save_state"),
+            {
+                **p,
+                "high_water_mark": high_water_mark,
+                "run_id": run_id,
+                "summary": json.dumps({"mode": plan.mode, **counts}),
+                "replace_mark": plan.replace,
+            },
+        )
+        if plan.new_sync_since is not None:
+            conn.execute(query("load", "set_sync_since"), {**p, "since": plan.new_sync_since})
+        conn.execute(query("staging", "drop", **names))
+    log.info(
+        "load (%s): %d work logs inserted, %d updated, %d deleted",
+        plan.mode,
+        counts["inserted"],
+        counts["updated"],
+        counts["deleted"],
+    )
+    return counts
+
+
+def _set_assignment_spans(conn: psycopg.Connection, project: dict) -> None:
+    rules = rules_.ProjectRules(
+        project_id=project["project_id"],
+        start_date=project["start_date"],
+        end_date=project["end_date"],
+        trim_assignments_to_worklogs=project["trim_assignments_to_worklogs"],
+    )
+    spans = rules_.assignment_spans(
+        _frame(conn, query("load", "sync_assignment_work_spans"), {"project_id": project["project_id"]}), rules
+    )
+    if spans.empty:
+        return
+    conn.execute(
+        query("load", "set_assignment_spans"),
+        {
+            "assignment_id": spans["assignment_id"].tolist(),
+            "start_date": spans["start_date"].tolist(),
+            "end_date": [None if pd.isna(d) else d for d in spans["end_date"]],
+        },
+    )
+
+
+# -- report --------------------------------------------------------------------------------------
+def report(project_id: int, *, account_id: str, primetric_conn_id: str = PRIMETRIC_CONN_ID) -> dict:
+    """Replace the project's missing-teammate report and say who is missing, readably."""
+    with connect(primetric_conn_id) as conn, conn.transaction():
+        p = {"project_id": project_id}
+        skipped = _frame(conn, query("load", "missing_teammate_entries"), p)
+        users = _frame(conn, query("load", "known_harvest_users"), {"account_id": account_id})
+        missing = rules_.summarize_missing_teammates(skipped, users)
+        conn.execute(query("load", "clear_missing_teammates"), p)
+        if not missing.empty:
+            conn.execute(
+                query("load", "insert_missing_teammates"),
+                {
+                    **p,
+                    **{c: [None if pd.isna(v) else v for v in missing[c]] for c in missing.columns},
+                },
+            )
+        by_reason = dict(conn.execute(query("load", "skipped_by_reason"), p).fetchall())
+    for row in missing.itertuples():
+        log.warning(
+            "Missing teammate in project %s: %s <%s> (Harvest user %s) — %s: %d entries, %s h, %s to %s",
+            project_id,
+            row.name,
+            row.email,
+            row.harvest_user_id,
+            row.reason,
+            row.entries,
+            row.hours,
+            row.first_work_date,
+            row.last_work_date,
+        )
+    log.info(
+        "Missing teammates of project %s:\n%s",
+        project_id,
+        missing.to_string(index=False) if not missing.empty else "(none)",
+    )
+    return {
+        "missing_teammates": len(missing),
+        "skipped_by_reason": by_reason,
+        "missing": missing.assign(
+            hours=missing["hours"].astype(str),
+            first_work_date=missing["first_work_date"].astype(str),
+            last_work_date=missing["last_work_date"].astype(str),
+        ).to_dict("records"),
+    }

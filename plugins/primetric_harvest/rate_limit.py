@@ -1,0 +1,42 @@
+"""Harvest's rate limit (100 requests per 15 s per account) shared by every task on every worker."""
+
+from __future__ import annotations
+
+import time
+
+import psycopg
+
+from primetric_harvest.db import query
+
+BURST = 2
+
+
+class PostgresRateLimiter:
+    """A token bucket in harvest_sync.rate_limit: each request reserves a slot in one statement.
+
+    Paced at (limit - BURST - 1) per window with a burst of BURST, so no sliding window of Harvest's
+    length ever holds more than the limit, whichever processes sent the requests.
+    """
+
+    def __init__(
+        self,
+        conn: psycopg.Connection,
+        account_id: str,
+        requests_per_window: int = 100,
+        window_seconds: float = 15.0,
+        sleep=time.sleep,
+    ):
+        self.conn = conn  # autocommit: the row lock lasts one statement
+        self.params = {
+            "account_id": account_id,
+            "burst": BURST,
+            "rate": max(1, requests_per_window - BURST - 1) / window_seconds,
+        }
+        self.sleep = sleep
+        self.waited = 0.0
+
+    def acquire(self) -> None:
+        wait = self.conn.execute(query("rate_limit", "reserve"), self.params).fetchone()[0]
+        if wait > 0:
+            self.waited += wait
+            self.sleep(wait)

@@ -1,0 +1,76 @@
+"""Which Primetric projects have the Harvest sync switched on: read at DAG parse time.
+
+One cheap query with a short timeout. Its answer is cached on disk so that a database that is
+down, or slow, never makes the DAGs vanish or the parse hang: the last good answer stays.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import psycopg
+
+from primetric_harvest.db import PRIMETRIC_CONN_ID, conninfo, query
+
+log = logging.getLogger(__name__)
+PARSE_TIMEOUT_SECONDS = 3
+
+
+@dataclass(frozen=True)
+class LinkedProject:
+    project_id: int
+    name: str
+    harvest_project_ids: tuple[int, ...]
+
+
+def cache_path() -> Path:
+    default = Path(os.environ.get("AIRFLOW_HOME", Path.home() / "airflow")) / "cache" / "harvest_linked_projects.json"
+    return Path(os.environ.get("PRIMETRIC_DAG_CACHE", default))
+
+
+def _read_cache(path: Path) -> list[LinkedProject] | None:
+    try:
+        data = json.loads(path.read_text())
+        return [LinkedProject(p["project_id"], p["name"], tuple(p["harvest_project_ids"])) for p in data]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _write_cache(path: Path, projects: list[LinkedProject]) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as tmp:
+            json.dump([asdict(p) for p in projects], tmp)
+        os.replace(tmp.name, path)  # atomic: a parallel parse never reads half a file
+    except OSError as exc:
+        log.warning("could not write the linked-project cache %s: %s", path, exc)
+
+
+def linked_projects(conn_id: str = PRIMETRIC_CONN_ID, timeout: int = PARSE_TIMEOUT_SECONDS) -> list[LinkedProject]:
+    path = cache_path()
+    try:
+        with psycopg.connect(
+            conninfo(conn_id),
+            connect_timeout=timeout,
+            options=f"-c statement_timeout={timeout * 1000}",
+            application_name="primetric-harvest-dag-parse",
+        ) as conn:
+            rows = conn.execute(query("project", "linked_projects")).fetchall()
+        projects = [LinkedProject(int(r[0]), r[1], tuple(int(h) for h in r[2])) for r in rows]
+    except Exception as exc:  # noqa: BLE001 - any failure here must fall back, never break the parse
+        cached = _read_cache(path)
+        log.warning(
+            "Primetric database unreachable at DAG parse (%s: %s); using %s",
+            type(exc).__name__,
+            str(exc).splitlines()[0] if str(exc) else "",
+            f"{len(cached)} cached project(s) from {path}" if cached is not None else "no cache: no DAGs",
+        )
+        return cached or []
+    if projects != _read_cache(path):
+        _write_cache(path, projects)
+    return projects

@@ -1,0 +1,82 @@
+"""End-to-end runs through real Airflow: dag.test() and `airflow dags test`, against the simulator."""
+
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from airflow.dag_processing.dagbag import DagBag
+
+ROOT = Path(__file__).resolve().parents[1]
+D = dt.date
+
+
+def dagbag() -> DagBag:
+    return DagBag(dag_folder=str(ROOT / "dags"))
+
+
+@pytest.fixture
+def linked(world):
+    world.employee(1, "bobby@acme.test", "Bobby")
+    world.harvest_user("bobby", "bobby@acme.test")
+    world.project(7, [701], name="Apollo", start=D(2026, 1, 1), sync_since=D(2026, 1, 1))
+    world.assign(7, 1, D(2026, 1, 1))
+    return world
+
+
+@pytest.fixture(scope="session")
+def airflow_metadata_db():
+    from airflow.utils import db
+
+    db.resetdb()
+    from airflow.models.pool import Pool
+
+    Pool.create_or_update_pool(
+        "harvest_api", slots=4, description="Harvest API calls (one account)", include_deferred=False
+    )
+
+
+@pytest.mark.parametrize("since", ["2026-13-01", "yesterday"])
+def test_trigger_form_rejects_a_since_that_is_not_a_date(linked, airflow_metadata_db, since):
+    from airflow.sdk.definitions.param import ParamValidationError
+
+    dag = dagbag().dags["harvest_sync_7"]
+    with pytest.raises(ParamValidationError, match="date"):
+        dag.test(run_conf={"since": since})
+    assert linked.worklogs(7) == []
+
+
+def test_dag_test_runs_the_whole_sync(linked, airflow_metadata_db):
+    entry = linked.entry("bobby", 701, "2026-02-01", 2.5, "design")
+    linked.harvest_user("nina", "nina@acme.test", "Nina", "Novak")
+    linked.entry("nina", 701, "2026-02-02", 1)
+    dag = dagbag().dags["harvest_sync_7"]
+    run = dag.test(run_conf={"since": "2026-01-01"})
+    assert run.state == "success", run.state
+    assert [(r[0], r[1], r[3]) for r in linked.worklogs(7)] == [(entry, 1, Decimal("2.5"))]
+    assert [r[2] for r in linked.missing(7)] == ["no_matching_employee"]
+
+
+def test_airflow_dags_test_cli_runs_the_dag(linked, airflow_metadata_db):
+    entry = linked.entry("bobby", 701, "2026-03-01", 4)
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    proc = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "airflow"),
+            "dags",
+            "test",
+            "harvest_sync_7",
+            "--conf",
+            json.dumps({"since": "2026-01-01"}),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert [(r[0], r[3]) for r in linked.worklogs(7)] == [(entry, Decimal("4"))]
