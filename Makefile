@@ -15,7 +15,7 @@ export PATH := $(BIN):$(PATH)
 # `make migrate` applies to the database of connection primetric_db (override it like any Airflow connection).
 export AIRFLOW_CONN_PRIMETRIC_DB ?= $(PRIMETRIC_DSN)/primetric
 
-.PHONY: venv postgres migrate demo test lint bench bench-smoke clean
+.PHONY: venv postgres browser migrate demo test lint bench bench-smoke clean
 
 venv: $(STAMP)
 $(STAMP): requirements.txt
@@ -29,6 +29,9 @@ $(STAMP): requirements.txt
 postgres: venv
 	@scripts/ensure-postgres.sh "$(PRIMETRIC_DSN)"
 
+browser:
+	@scripts/ensure-browser.sh
+
 migrate: venv postgres
 	@$(BIN)/python -m primetric_harvest.migrate --create-database
 
@@ -39,7 +42,7 @@ lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: venv postgres lint
+test: venv postgres browser lint
 	$(BIN)/python -m pytest
 
 bench: venv postgres
