@@ -16,6 +16,7 @@ export PATH := $(BIN):$(PATH)
 export AIRFLOW_CONN_PRIMETRIC_DB ?= $(PRIMETRIC_DSN)/primetric
 
 .PHONY: venv postgres browser migrate demo test lint bench bench-smoke clean
+.PHONY: airflow airflow-stop
 
 venv: $(STAMP)
 $(STAMP): requirements.txt
@@ -37,6 +38,13 @@ migrate: venv postgres
 
 demo: venv postgres
 	@$(BIN)/python scripts/demo.py
+
+# A full local Airflow 3 (api-server, scheduler, dag-processor, triggerer) + simulator + demo data; Ctrl-C stops it.
+airflow: venv postgres
+	@$(BIN)/python scripts/airflow_local.py run
+
+airflow-stop:
+	@$(BIN)/python scripts/airflow_local.py stop
 
 lint: venv
 	$(BIN)/ruff check .

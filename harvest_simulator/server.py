@@ -31,8 +31,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
+import msgspec
 import numpy as np
 
+from .faults import Faults
 from .state import SimulatorState, iso_z, to_utc_datetime
 
 MAX_PER_PAGE = 2000
@@ -338,13 +340,20 @@ class _Handler(BaseHTTPRequestHandler):
         if self.server.sim.verbose:
             super().log_message(format, *args)
 
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        # Harvest stamps updated_at and the Date header with one clock: so does the simulator,
+        # whose clock a test can move (state.now / state.advance).
+        if timestamp is None:
+            timestamp = self.server.sim.state.now.timestamp()
+        return super().date_time_string(timestamp)
+
     def _dispatch(self) -> None:
         self.server.sim.handle(self)
 
     do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = do_HEAD = _dispatch
 
     def send_json(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
-        body = payload if isinstance(payload, bytes) else json.dumps(payload, separators=(",", ":")).encode()
+        body = payload if isinstance(payload, bytes) else msgspec.json.encode(payload)
         self.send_response(status)
         self.send_header("Content-Type", "application/json; charset=utf-8")
         self.send_header("Content-Length", str(len(body)))
@@ -414,6 +423,7 @@ class HarvestSimulator:
         self.routes: list[tuple[str, re.Pattern, Callable[[Request], Response]]] = []
         self.control_routes: list[tuple[str, re.Pattern, Callable[[Request], Response]]] = []
         self._install_routes()
+        Faults().install(self)  # sim.faults + the /_sim/faults control endpoints (faults.py)
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> HarvestSimulator:

@@ -17,4 +17,4 @@ for path in (ROOT / "plugins", ROOT):
     if str(path) not in sys.path:
         sys.path.insert(0, str(path))
 
-pytest_plugins = ["tests.fixtures"]
+pytest_plugins = ["tests.fixtures", "tests.airflow_server"]

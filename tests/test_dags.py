@@ -80,3 +80,14 @@ def test_airflow_dags_test_cli_runs_the_dag(linked, airflow_metadata_db):
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert [(r[0], r[3]) for r in linked.worklogs(7)] == [(entry, Decimal("4"))]
+
+
+def test_a_refused_token_fails_the_run_at_once_without_retries(linked, airflow_metadata_db, monkeypatch):
+    conn = json.loads(os.environ["AIRFLOW_CONN_HARVEST_DEFAULT"])
+    monkeypatch.setenv("AIRFLOW_CONN_HARVEST_DEFAULT", json.dumps({**conn, "password": "revoked"}))
+    before = linked.snapshot()
+    run = dagbag().dags["harvest_sync_7"].test()
+    assert run.state == "failed"
+    extract = next(ti for ti in run.get_task_instances() if ti.task_id == "extract")
+    assert (extract.state, extract.try_number) == ("failed", 1)  # not up_for_retry: retrying cannot help
+    assert linked.snapshot() == before

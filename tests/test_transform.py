@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from primetric_harvest import transform as t
-from primetric_harvest.plan import CLEAR, FULL, INCREMENTAL, RESET, InvalidSyncRequest, plan_sync
+from primetric_harvest.plan import InvalidSyncRequest, plan_sync
 
 D = dt.date
 
@@ -186,23 +186,6 @@ def test_bad_records_are_kept_aside_with_their_reason(row, reason):
     assert result.worklogs["harvest_time_entry_id"].tolist() == [2]  # the run goes on
     assert result.skipped[["harvest_time_entry_id", "reason"]].values.tolist() == [[1, reason]]
     assert result.skipped.loc[0, "detail"]
-
-
-def test_plan_modes():
-    mark = dt.datetime(2026, 11, 1, 12, tzinfo=dt.UTC)
-    reset = plan_sync(since="2026-03-01", sync_since=D(2026, 1, 1), project_start=None, high_water_mark=mark)
-    assert (reset.mode, reset.from_date, reset.replace, reset.new_sync_since) == (
-        RESET,
-        D(2026, 3, 1),
-        True,
-        D(2026, 3, 1),
-    )
-    daily = plan_sync(sync_since=D(2026, 1, 1), project_start=D(2025, 1, 1), high_water_mark=mark)
-    assert (daily.mode, daily.from_date, daily.replace) == (INCREMENTAL, D(2026, 1, 1), False)
-    assert daily.updated_since < mark  # an overlap for clock skew
-    first = plan_sync(sync_since=None, project_start=D(2025, 6, 1), high_water_mark=None)
-    assert (first.mode, first.from_date, first.updated_since) == (FULL, D(2025, 6, 1), None)
-    assert plan_sync(clear_data=True, sync_since=None, project_start=None, high_water_mark=mark).mode == CLEAR
 
 
 @pytest.mark.parametrize("bad", ["2026-13-01", "yesterday", "2026-02-30"])

@@ -58,14 +58,32 @@ WITH sync_assignment AS (
 )
 SELECT count(*) FILTER (WHERE inserted) AS inserted, count(*) FILTER (WHERE NOT inserted) AS updated FROM upserted;
 
+-- What Harvest no longer lists inside the run's prune window is gone (deleted, or moved to a project
+-- not linked here): its work log goes too.
+-- name: prune_worklogs
+DELETE FROM primetric.worklogs w
+WHERE w.project_id = %(project_id)s AND w.harvest_time_entry_id IS NOT NULL
+  AND (%(prune_from)s::date IS NULL OR w.work_date >= %(prune_from)s::date)
+  AND (%(prune_to)s::date IS NULL OR w.work_date <= %(prune_to)s::date)
+  AND NOT EXISTS (SELECT 1 FROM {entries} e WHERE e.harvest_time_entry_id = w.harvest_time_entry_id);
+
+-- A newer run's data must never be overwritten by an older extract.
+-- name: last_extract_started_at
+SELECT last_extract_started_at FROM harvest_sync.sync_state WHERE project_id = %(project_id)s;
+
 -- An entry that can no longer land (its person left the project, its hours became invalid…)
 -- leaves the work logs; it is kept in skipped_entries with the reason instead.
 -- name: delete_worklogs_now_skipped
 DELETE FROM primetric.worklogs w USING {skipped} s
 WHERE w.harvest_time_entry_id = s.harvest_time_entry_id AND w.project_id = %(project_id)s;
 
--- What this run kept aside replaces what the project had kept aside (clear_skipped runs first).
--- name: insert_skipped
+-- What this run kept aside replaces what the project had kept aside; unchanged rows are not rewritten.
+-- name: drop_unskipped
+DELETE FROM harvest_sync.skipped_entries k
+WHERE k.project_id = %(project_id)s
+  AND NOT EXISTS (SELECT 1 FROM {skipped} s WHERE s.harvest_time_entry_id = k.harvest_time_entry_id);
+
+-- name: upsert_skipped
 INSERT INTO harvest_sync.skipped_entries AS k (harvest_time_entry_id, project_id, harvest_project_id, harvest_user_id,
                                                spent_date, hours, notes, updated_at, reason, detail)
 SELECT harvest_time_entry_id, %(project_id)s, harvest_project_id, harvest_user_id, spent_date, hours, notes,
@@ -75,7 +93,12 @@ ON CONFLICT (harvest_time_entry_id) DO UPDATE
 SET project_id = excluded.project_id, harvest_project_id = excluded.harvest_project_id,
     harvest_user_id = excluded.harvest_user_id, spent_date = excluded.spent_date, hours = excluded.hours,
     notes = excluded.notes, updated_at = excluded.updated_at, reason = excluded.reason, detail = excluded.detail,
-    skipped_at = now();
+    skipped_at = now()
+WHERE (k.project_id, k.harvest_project_id, k.harvest_user_id, k.spent_date, k.hours, k.notes, k.updated_at,
+       k.reason, k.detail)
+      IS DISTINCT FROM
+      (excluded.project_id, excluded.harvest_project_id, excluded.harvest_user_id, excluded.spent_date,
+       excluded.hours, excluded.notes, excluded.updated_at, excluded.reason, excluded.detail);
 
 -- An entry that landed (here or, moved, in another project) is no longer skipped anywhere.
 -- name: unskip_landed
@@ -107,11 +130,16 @@ WHERE a.project_id = %(project_id)s AND a.created_by_sync
 SELECT max(updated_at) FROM {entries};
 
 -- name: save_state
-INSERT INTO harvest_sync.sync_state AS st (project_id, high_water_mark, last_run_id, last_success_at, last_summary)
-VALUES (%(project_id)s, %(high_water_mark)s, %(run_id)s, now(), %(summary)s)
+INSERT INTO harvest_sync.sync_state AS st (project_id, high_water_mark, last_run_id, last_success_at, last_summary,
+                                           last_full_reconcile_at, last_extract_started_at)
+VALUES (%(project_id)s, %(high_water_mark)s, %(run_id)s, now(), %(summary)s,
+        CASE WHEN %(full_reconcile)s THEN now() END, %(extract_started_at)s)
 ON CONFLICT (project_id) DO UPDATE
-SET high_water_mark = CASE WHEN %(replace_mark)s THEN excluded.high_water_mark
+SET high_water_mark = CASE WHEN %(clear)s THEN NULL
                            ELSE GREATEST(st.high_water_mark, excluded.high_water_mark) END,
+    last_full_reconcile_at = CASE WHEN %(clear)s THEN NULL
+                                  ELSE COALESCE(excluded.last_full_reconcile_at, st.last_full_reconcile_at) END,
+    last_extract_started_at = GREATEST(st.last_extract_started_at, excluded.last_extract_started_at),
     last_run_id = excluded.last_run_id, last_success_at = excluded.last_success_at,
     last_summary = excluded.last_summary;
 

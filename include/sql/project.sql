@@ -3,7 +3,8 @@
 -- name: rules
 SELECT p.id AS project_id, p.name, p.start_date, p.end_date, s.enabled, s.sync_since,
        s.prevent_new_assignment_creation, s.trim_assignments_to_worklogs,
-       st.high_water_mark,
+       s.reconcile_window_days, s.full_reconcile_every_days,
+       st.high_water_mark, st.last_full_reconcile_at,
        COALESCE((SELECT array_agg(l.harvest_project_id ORDER BY l.harvest_project_id)
                  FROM primetric.harvest_project_links l WHERE l.project_id = p.id), '{}') AS harvest_project_ids
 FROM primetric.projects p
@@ -13,6 +14,11 @@ WHERE p.id = %(project_id)s;
 
 -- name: employees
 SELECT id AS employee_id, email, name, role FROM primetric.employees;
+
+-- Who the project's synced work logs belong to now (to notice a changed e-mail or a lost assignment).
+-- name: synced_people
+SELECT DISTINCT harvest_user_id, employee_id FROM primetric.worklogs
+WHERE project_id = %(project_id)s AND harvest_time_entry_id IS NOT NULL;
 
 -- name: assignments
 SELECT id AS assignment_id, employee_id, start_date, end_date, created_by_sync

@@ -41,6 +41,18 @@ CREATE UNLOGGED TABLE {skipped} (
     detail                text
 );
 
+-- name: register
+INSERT INTO harvest_sync.staging_runs (entries_table, project_id, run_id) VALUES (%(entries)s, %(project_id)s, %(run_id)s)
+ON CONFLICT (entries_table) DO UPDATE SET created_at = now();
+
+-- name: unregister
+DELETE FROM harvest_sync.staging_runs WHERE entries_table = %(entries)s;
+
+-- Runs older than this whose staging is still here died before their load.
+-- name: stale
+SELECT entries_table, run_id FROM harvest_sync.staging_runs
+WHERE project_id = %(project_id)s AND created_at < now() - interval '3 days';
+
 -- name: truncate_transform_output
 TRUNCATE {worklogs}, {skipped};
 
@@ -54,7 +66,9 @@ SELECT to_regclass(%(entries)s) IS NOT NULL;
 SELECT harvest_user_id, email, first_name, last_name FROM {users};
 
 -- The transform's input: each staged entry once (the newest copy, should paging have shown it
--- twice), plus the entries kept aside earlier that this run did not fetch again.
+-- twice); the entries kept aside earlier that this run did not fetch again; and the synced work
+-- logs of people whose match changed (a new e-mail, a lost assignment), to be judged again. What
+-- lies in the run's prune window and was not fetched is gone from Harvest: it is not re-examined.
 -- name: transform_input
 SELECT harvest_time_entry_id, harvest_project_id, harvest_user_id, harvest_user_name, spent_date, hours,
        notes, is_running, updated_at
@@ -67,9 +81,21 @@ UNION ALL
 SELECT s.harvest_time_entry_id, s.harvest_project_id, s.harvest_user_id, NULL, s.spent_date, s.hours,
        s.notes, false, s.updated_at
 FROM harvest_sync.skipped_entries s
-WHERE %(include_skipped)s
-  AND s.project_id = %(project_id)s
-  AND NOT EXISTS (SELECT 1 FROM {entries} e WHERE e.harvest_time_entry_id = s.harvest_time_entry_id);
+WHERE s.project_id = %(project_id)s
+  AND NOT EXISTS (SELECT 1 FROM {entries} e WHERE e.harvest_time_entry_id = s.harvest_time_entry_id)
+  AND (NOT %(prune)s OR s.spent_date < %(prune_from)s::text OR s.spent_date > %(prune_to)s::text)
+UNION ALL
+SELECT w.harvest_time_entry_id, w.harvest_project_id, w.harvest_user_id, NULL, w.work_date::text, w.hours::text,
+       w.description, false, NULL
+FROM primetric.worklogs w
+WHERE w.project_id = %(project_id)s
+  AND w.harvest_user_id = ANY(%(recheck_users)s::bigint[])
+  AND NOT EXISTS (SELECT 1 FROM {entries} e WHERE e.harvest_time_entry_id = w.harvest_time_entry_id)
+  AND (NOT %(prune)s OR w.work_date < %(prune_from)s::date OR w.work_date > %(prune_to)s::date);
+
+-- The database's clock: the one clock every worker shares.
+-- name: now
+SELECT clock_timestamp();
 
 -- name: copy_entries
 COPY {entries} (harvest_time_entry_id, harvest_project_id, harvest_user_id, harvest_user_name, spent_date, hours,

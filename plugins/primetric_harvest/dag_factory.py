@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 
-from airflow.sdk import DAG, Param, task
+from airflow.sdk import DAG, Asset, Param, task
 
+from primetric_harvest.notify import FailureAlert
 from primetric_harvest.registry import LinkedProject, linked_projects
 
 HARVEST_POOL = "harvest_api"  # every project shares one Harvest account's rate limit
@@ -48,7 +49,7 @@ def build_dag(project: LinkedProject) -> DAG:
         catchup=False,
         max_active_runs=1,
         tags=[*TAGS, f"project:{project_id}"],
-        default_args=DEFAULT_ARGS,
+        default_args={**DEFAULT_ARGS, "on_failure_callback": FailureAlert(project_id, project.name)},
         doc_md=DOC.format(
             name=project.name,
             project_id=project_id,
@@ -61,7 +62,7 @@ def build_dag(project: LinkedProject) -> DAG:
                 None,
                 type=["null", "string"],
                 format="date",
-                title="Reset and sync from",
+                title="Reset and sync from (YYYY-MM-DD)",
                 description="Optional. YYYY-MM-DD: replace this project's work logs with Harvest's "
                 "entries from this date on.",
             ),
@@ -76,9 +77,22 @@ def build_dag(project: LinkedProject) -> DAG:
 
         @task(pool=HARVEST_POOL)
         def extract(**context) -> dict:
-            from primetric_harvest import pipeline
+            from airflow.sdk.exceptions import AirflowFailException
 
-            return pipeline.extract(project_id, context["run_id"], context["params"], harvest_conn_id=HARVEST_CONN_ID)
+            from primetric_harvest import pipeline
+            from primetric_harvest.harvest_hook import HarvestAccessError
+            from primetric_harvest.plan import InvalidSyncRequest, backfill_window
+
+            window = backfill_window(
+                context["dag_run"].run_type, context.get("data_interval_start"), context.get("data_interval_end")
+            )
+            try:
+                return pipeline.extract(
+                    project_id, context["run_id"], context["params"], backfill=window, harvest_conn_id=HARVEST_CONN_ID
+                )
+            except (HarvestAccessError, InvalidSyncRequest) as exc:
+                # A refused token or a bad request does not heal by itself: fail now, no retries.
+                raise AirflowFailException(str(exc)) from exc
 
         @task
         def transform(extracted: dict, **context) -> dict:
@@ -86,21 +100,31 @@ def build_dag(project: LinkedProject) -> DAG:
 
             return pipeline.transform(project_id, context["run_id"], extracted)
 
-        @task
+        @task(outlets=[worklogs_asset(project_id)])
         def load(extracted: dict, transformed: dict, **context) -> dict:
             from primetric_harvest import pipeline
 
-            return pipeline.load(project_id, context["run_id"], extracted, account_id=_account_id())
+            loaded = pipeline.load(project_id, context["run_id"], extracted, account_id=_account_id())
+            context["outlet_events"][worklogs_asset(project_id)].extra = {"run_id": context["run_id"], **loaded}
+            return loaded
 
         @task
-        def report(loaded: dict) -> dict:
-            from primetric_harvest import pipeline
+        def report(extracted: dict, transformed: dict, loaded: dict, **context) -> dict:
+            from primetric_harvest import notify, pipeline
 
-            return pipeline.report(project_id, account_id=_account_id())
+            reported = pipeline.report(project_id, account_id=_account_id())
+            notify.finish_run(project_id, project.name, context, extracted, transformed, loaded, reported)
+            return reported
 
         extracted = extract()
-        report(load(extracted, transform(extracted)))
+        transformed = transform(extracted)
+        report(extracted, transformed, load(extracted, transformed))
     return dag
+
+
+def worklogs_asset(project_id: int) -> Asset:
+    """Updated by every successful load: schedule downstream DAGs (reports, billing) on it."""
+    return Asset(uri=f"primetric://worklogs/project/{project_id}", name=f"primetric_worklogs_project_{project_id}")
 
 
 def _account_id() -> str:

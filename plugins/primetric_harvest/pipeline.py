@@ -11,6 +11,8 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import queue
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -80,6 +82,43 @@ def _copy(cur: psycopg.Cursor, statement, rows: Iterable[tuple]) -> int:
     return n
 
 
+def _prefetch(pages: Iterator[list], depth: int = 1) -> Iterator[list]:
+    """The pages of ``pages``, while a thread already fetches the next one: Harvest's response time and
+    our COPY overlap. At most ``depth`` pages wait in memory; an error of the fetch is raised here."""
+    ready: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item: tuple) -> bool:
+        while not stop.is_set():
+            try:
+                ready.put(item, timeout=0.5)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def pump() -> None:
+        try:
+            for page in pages:
+                if not put(("page", page)):
+                    return
+            put(("end", None))
+        except BaseException as exc:  # noqa: BLE001 - handed to the consuming thread, which raises it
+            put(("error", exc))
+
+    threading.Thread(target=pump, name="harvest-prefetch", daemon=True).start()
+    try:
+        while True:
+            kind, value = ready.get()
+            if kind == "error":
+                raise value
+            if kind == "end":
+                return
+            yield value
+    finally:
+        stop.set()
+
+
 # -- extract -------------------------------------------------------------------------------------
 def _hours_text(value: object) -> str | None:
     if value is None or isinstance(value, bool):
@@ -130,31 +169,51 @@ def extract(
     run_id: str,
     params: dict,
     *,
+    backfill: tuple[dt.date, dt.date] | None = None,
     harvest_conn_id: str = "harvest_default",
     primetric_conn_id: str = PRIMETRIC_CONN_ID,
 ) -> dict:
-    """Fetch the run's Harvest users and time entries into staging; decide the run's plan."""
+    """Decide the run's plan; fetch its Harvest users and time entries into staging.
+
+    ``backfill``: the inclusive spent_date range of a backfill run's data interval.
+    """
     started = time.monotonic()
     staging = Staging.for_run(project_id, run_id)
     with connect(primetric_conn_id) as conn:
         project = project_rules(conn, project_id)
+        extract_started_at = conn.execute(query("staging", "now")).fetchone()[0]
         plan = plan_sync(
             since=params.get("since"),
             clear_data=bool(params.get("clear_data")),
             sync_since=project["sync_since"],
             project_start=project["start_date"],
             high_water_mark=project["high_water_mark"],
+            now=extract_started_at,
+            window_days=project["reconcile_window_days"],
+            full_reconcile_every_days=project["full_reconcile_every_days"],
+            last_full_reconcile_at=project["last_full_reconcile_at"],
+            backfill=backfill,
         )
+        for _, stale_run_id in conn.execute(query("staging", "stale"), {"project_id": project_id}).fetchall():
+            stale = Staging.for_run(project_id, stale_run_id)
+            conn.execute(query("staging", "drop", **stale.names()))
+            conn.execute(query("staging", "unregister"), {"entries": stale.entries})
+            log.info("dropped the staging tables of run %s, which never reached its load", stale_run_id)
         conn.execute(query("staging", "create", **staging.names()))
+        conn.execute(
+            query("staging", "register"), {"entries": staging.entries, "project_id": project_id, "run_id": run_id}
+        )
         conn.commit()
         summary = {
             "plan": plan.to_xcom(),
             "harvest_project_ids": list(project["harvest_project_ids"]),
+            "extract_started_at": extract_started_at.isoformat(),
+            "harvest_time_at_start": None,
             "entries_fetched": 0,
             "users_fetched": 0,
         }
         if not plan.fetches:
-            log.info("clear_data: nothing to fetch from Harvest for project %s", project_id)
+            log.info("%s: nothing to fetch from Harvest for project %s", plan.mode, project_id)
             return summary
         if not project["harvest_project_ids"]:
             raise ProjectNotLinked(
@@ -167,6 +226,9 @@ def extract(
             hook = HarvestHook(harvest_conn_id, context=where)
             hook.rate_limiter = PostgresRateLimiter(limiter_conn, hook.account_id, *hook.rate_limit)
             hook.require_administrator()
+            # Harvest's clock before the first listing: whatever changes after it, the next run sees.
+            if hook.last_response_date:
+                summary["harvest_time_at_start"] = hook.last_response_date.isoformat()
             with conn.cursor() as cur:
                 summary["users_fetched"] = _copy(
                     cur,
@@ -174,73 +236,76 @@ def extract(
                     (user_row(u) for page in hook.users() for u in page),
                 )
                 for harvest_project_id in project["harvest_project_ids"]:
-                    filters = {
-                        "project_id": harvest_project_id,
-                        "from": plan.from_date,
-                        "to": plan.to_date,
-                        "updated_since": plan.updated_since.isoformat() if plan.updated_since else None,
-                    }
-                    pages = [hook.time_entries(**filters)]
-                    if plan.updated_since:
-                        # A running timer's hours grow without (we cannot be sure) updated_at moving.
-                        pages.append(
-                            hook.time_entries(
-                                project_id=harvest_project_id, is_running="true", **{"from": plan.from_date}
-                            )
-                        )
-                    for source in pages:
-                        for page in source:
+                    for listing in plan.listings:
+                        for page in _prefetch(hook.time_entries(project_id=harvest_project_id, **listing.filters())):
                             summary["entries_fetched"] += _copy(
                                 cur,
                                 query("staging", "copy_entries", **staging.names()),
                                 (entry_row(e, where) for e in page),
                             )
+            # A token demoted while we listed would have seen part of the entries, silently: ask again.
+            hook.require_administrator()
             conn.commit()
             summary["harvest"] = hook.stats.as_dict()
         finally:
             limiter_conn.close()
     summary["seconds"] = round(time.monotonic() - started, 3)
     log.info(
-        "extract: %d time entries and %d Harvest users fetched in %d requests (%s)",
+        "extract (%s): %d time entries and %d Harvest users fetched in %d requests",
+        plan.mode,
         summary["entries_fetched"],
         summary["users_fetched"],
         summary["harvest"]["requests"],
-        plan.mode,
     )
     return summary
 
 
 # -- transform -------------------------------------------------------------------------------------
+def _rules(project: dict) -> rules_.ProjectRules:
+    return rules_.ProjectRules(
+        project_id=project["project_id"],
+        start_date=project["start_date"],
+        end_date=project["end_date"],
+        prevent_new_assignment_creation=project["prevent_new_assignment_creation"],
+        trim_assignments_to_worklogs=project["trim_assignments_to_worklogs"],
+    )
+
+
 def transform(project_id: int, run_id: str, extracted: dict, *, primetric_conn_id: str = PRIMETRIC_CONN_ID) -> dict:
     """Apply the business rules to the staged entries, chunk by chunk, into staged work logs."""
     started = time.monotonic()
     plan = SyncPlan.from_xcom(extracted["plan"])
     staging = Staging.for_run(project_id, run_id)
-    counts = {"worklogs": 0, "skipped": 0}
+    counts = {"worklogs": 0, "skipped": 0, "rechecked_people": 0}
+    write_seconds = 0.0
     if plan.mode == CLEAR:
         return {**counts, "seconds": 0.0}
     with connect(primetric_conn_id) as conn:
         project = project_rules(conn, project_id)
-        rules = rules_.ProjectRules(
-            project_id=project_id,
-            start_date=project["start_date"],
-            end_date=project["end_date"],
-            prevent_new_assignment_creation=project["prevent_new_assignment_creation"],
-            trim_assignments_to_worklogs=project["trim_assignments_to_worklogs"],
-        )
+        rules = _rules(project)
         users = _frame(conn, query("staging", "users", **staging.names()))
         employees = _frame(conn, query("project", "employees"))
         assignments = _frame(conn, query("project", "assignments"), {"project_id": project_id})
+        synced_people = _frame(conn, query("project", "synced_people"), {"project_id": project_id})
+        recheck = rules_.people_to_recheck(synced_people, users, employees, assignments, rules)
+        counts["rechecked_people"] = len(recheck)
         linked = set(project["harvest_project_ids"])
         conn.execute(query("staging", "truncate_transform_output", **staging.names()))
         with conn.cursor(name="transform_input") as reader, conn.cursor() as writer:
             reader.execute(
                 query("staging", "transform_input", **staging.names()),
-                {"project_id": project_id, "include_skipped": plan.include_skipped},
+                {
+                    "project_id": project_id,
+                    "prune": plan.prune,
+                    "prune_from": plan.prune_from,
+                    "prune_to": plan.prune_to,
+                    "recheck_users": recheck,
+                },
             )
             while rows := reader.fetchmany(TRANSFORM_CHUNK_ROWS):
                 entries = pd.DataFrame(rows, columns=rules_.ENTRY_COLUMNS)
                 result = rules_.plan_work_logs(entries, users, employees, assignments, rules, linked)
+                writing = time.monotonic()
                 counts["worklogs"] += _copy(
                     writer,
                     query("staging", "copy_worklogs", **staging.names()),
@@ -251,19 +316,37 @@ def transform(project_id: int, run_id: str, extracted: dict, *, primetric_conn_i
                     query("staging", "copy_skipped", **staging.names()),
                     _native(result.skipped, rules_.SKIPPED_COLUMNS),
                 )
+                write_seconds += time.monotonic() - writing
+        writing = time.monotonic()
         conn.commit()
+        write_seconds += time.monotonic() - writing
+    counts["write_seconds"] = round(write_seconds, 3)  # the staging write: part of the load's cost
     counts["seconds"] = round(time.monotonic() - started, 3)
     log.info("transform: %d work logs, %d entries kept aside", counts["worklogs"], counts["skipped"])
     return counts
 
 
 # -- load ----------------------------------------------------------------------------------------
+class SupersededRun(RuntimeError):
+    """A run that fetched earlier must not overwrite what a later run already loaded."""
+
+
+def _new_high_water_mark(fetched_max: dt.datetime | None, harvest_time_at_start: str | None) -> dt.datetime | None:
+    """Harvest's own clock when the listings began: they saw every change made before it, and whatever
+    changes after it carries a later updated_at (an entry changed while we were paging included).
+    Without a Date header, the newest updated_at seen."""
+    if harvest_time_at_start:
+        return dt.datetime.fromisoformat(harvest_time_at_start)
+    return fetched_max
+
+
 def load(
     project_id: int, run_id: str, extracted: dict, *, account_id: str, primetric_conn_id: str = PRIMETRIC_CONN_ID
 ) -> dict:
     """Apply the staged work logs to the Primetric tables in ONE transaction."""
     started = time.monotonic()
     plan = SyncPlan.from_xcom(extracted["plan"])
+    extract_started_at = dt.datetime.fromisoformat(extracted["extract_started_at"])
     staging = Staging.for_run(project_id, run_id)
     names = staging.names()
     p = {"project_id": project_id}
@@ -272,25 +355,39 @@ def load(
         conn.execute(query("load", "lock_project"), p)
         if not conn.execute(query("staging", "exists"), {"entries": staging.entries}).fetchone()[0]:
             raise RuntimeError(f"staging tables of run {run_id!r} are gone: clear the run's extract task to re-fetch")
-        if plan.replace:
+        row = conn.execute(query("load", "last_extract_started_at"), p).fetchone()
+        if row and row[0] and row[0] > extract_started_at:
+            raise SupersededRun(
+                f"another sync of project {project_id} fetched later ({row[0]:%Y-%m-%d %H:%M:%S}) and loaded "
+                f"while this run ({run_id}) was under way; nothing was changed: trigger this run again"
+            )
+        if plan.mode == CLEAR:
             counts["deleted"] += conn.execute(query("load", "clear_synced_worklogs"), p).rowcount
             conn.execute(query("load", "clear_skipped"), p)
-        if plan.mode != CLEAR:
+        else:
             project = project_rules(conn, project_id)
             conn.execute(query("load", "upsert_harvest_users", **names), {"account_id": account_id})
             conn.execute(query("load", "create_sync_assignments", **names), p)
             inserted, updated = conn.execute(query("load", "upsert_worklogs", **names), p).fetchone()
             counts["inserted"] += inserted
             counts["updated"] += updated
+            if plan.prune:
+                counts["deleted"] += conn.execute(
+                    query("load", "prune_worklogs", **names),
+                    {**p, "prune_from": plan.prune_from, "prune_to": plan.prune_to},
+                ).rowcount
             counts["deleted"] += conn.execute(query("load", "delete_worklogs_now_skipped", **names), p).rowcount
-            conn.execute(query("load", "clear_skipped"), p)
-            conn.execute(query("load", "insert_skipped", **names), p)
+            conn.execute(query("load", "drop_unskipped", **names), p)
+            conn.execute(query("load", "upsert_skipped", **names), p)
             conn.execute(query("load", "unskip_landed", **names), p)
             _set_assignment_spans(conn, project)
         conn.execute(query("load", "delete_empty_sync_assignments"), p)
         high_water_mark = None
-        if plan.mode != CLEAR:
-            high_water_mark = conn.execute(query("load", "fetched_high_water_mark", **names)).fetchone()[0]
+        if plan.advances_mark:
+            high_water_mark = _new_high_water_mark(
+                conn.execute(query("load", "fetched_high_water_mark", **names)).fetchone()[0],
+                extracted.get("harvest_time_at_start"),
+            )
         counts["seconds"] = round(time.monotonic() - started, 3)
         conn.execute(
             query("load", "save_state"),
@@ -299,12 +396,15 @@ def load(
                 "high_water_mark": high_water_mark,
                 "run_id": run_id,
                 "summary": json.dumps({"mode": plan.mode, **counts}),
-                "replace_mark": plan.replace,
+                "clear": plan.mode == CLEAR,
+                "full_reconcile": plan.full_reconcile,
+                "extract_started_at": extract_started_at,
             },
         )
         if plan.new_sync_since is not None:
             conn.execute(query("load", "set_sync_since"), {**p, "since": plan.new_sync_since})
         conn.execute(query("staging", "drop", **names))
+        conn.execute(query("staging", "unregister"), {"entries": staging.entries})
     log.info(
         "load (%s): %d work logs inserted, %d updated, %d deleted",
         plan.mode,
@@ -316,12 +416,7 @@ def load(
 
 
 def _set_assignment_spans(conn: psycopg.Connection, project: dict) -> None:
-    rules = rules_.ProjectRules(
-        project_id=project["project_id"],
-        start_date=project["start_date"],
-        end_date=project["end_date"],
-        trim_assignments_to_worklogs=project["trim_assignments_to_worklogs"],
-    )
+    rules = _rules(project)
     spans = rules_.assignment_spans(
         _frame(conn, query("load", "sync_assignment_work_spans"), {"project_id": project["project_id"]}), rules
     )
@@ -338,8 +433,27 @@ def _set_assignment_spans(conn: psycopg.Connection, project: dict) -> None:
 
 
 # -- report --------------------------------------------------------------------------------------
+SKIPPED_REASONS = {
+    rules_.NO_MATCHING_EMPLOYEE: "no Primetric manager or employee has the person's e-mail",
+    rules_.NOT_ASSIGNED_TO_PROJECT: "the person is not assigned and new assignments are prevented",
+    rules_.INVALID_SPENT_DATE: "spent_date missing or not a real YYYY-MM-DD date",
+    rules_.INVALID_HOURS: f"hours missing, negative or above {rules_.MAX_HOURS_PER_ENTRY}",
+    rules_.UNKNOWN_HARVEST_USER: "the Harvest user is not in Harvest's user list",
+    rules_.UNLINKED_HARVEST_PROJECT: "the entry's Harvest project is not linked to this project",
+}
+
+
+def describe_skipped(by_reason: dict[str, int]) -> str:
+    """E.g. "3 entries: 2 invalid_hours (hours missing, negative or above 24), 1 ..." or "none"."""
+    if not by_reason:
+        return "none"
+    parts = [f"{n} {reason} ({SKIPPED_REASONS.get(reason, 'see detail')})" for reason, n in sorted(by_reason.items())]
+    return f"{sum(by_reason.values())} entries: " + ", ".join(parts)
+
+
 def report(project_id: int, *, account_id: str, primetric_conn_id: str = PRIMETRIC_CONN_ID) -> dict:
     """Replace the project's missing-teammate report and say who is missing, readably."""
+    started = time.monotonic()
     with connect(primetric_conn_id) as conn, conn.transaction():
         p = {"project_id": project_id}
         skipped = _frame(conn, query("load", "missing_teammate_entries"), p)
@@ -373,6 +487,12 @@ def report(project_id: int, *, account_id: str, primetric_conn_id: str = PRIMETR
         project_id,
         missing.to_string(index=False) if not missing.empty else "(none)",
     )
+    log.log(
+        logging.WARNING if by_reason else logging.INFO,
+        "Harvest entries of project %s kept aside, not synced: %s",
+        project_id,
+        describe_skipped(by_reason),
+    )
     return {
         "missing_teammates": len(missing),
         "skipped_by_reason": by_reason,
@@ -381,4 +501,5 @@ def report(project_id: int, *, account_id: str, primetric_conn_id: str = PRIMETR
             first_work_date=missing["first_work_date"].astype(str),
             last_work_date=missing["last_work_date"].astype(str),
         ).to_dict("records"),
+        "seconds": round(time.monotonic() - started, 3),
     }

@@ -296,3 +296,27 @@ def summarize_missing_teammates(skipped: pd.DataFrame, harvest_users: pd.DataFra
     grouped["hours"] = grouped["hours"].round(2)
     out = grouped.reset_index()[columns]
     return out.sort_values(["hours", "harvest_user_id"], ascending=[False, True]).reset_index(drop=True)
+
+
+def people_to_recheck(
+    synced_people: pd.DataFrame,
+    harvest_users: pd.DataFrame,
+    employees: pd.DataFrame,
+    assignments: pd.DataFrame,
+    rules: ProjectRules,
+) -> list[int]:
+    """Harvest users whose synced work logs must be judged again although Harvest did not change them.
+
+    ``synced_people``: ``harvest_user_id, employee_id`` pairs of the project's synced work logs. A
+    Harvest (or Primetric) e-mail changed, so the match points elsewhere or nowhere; or, with
+    "prevent new assignment creation", the person no longer has an assignment on the project.
+    """
+    if synced_people.empty:
+        return []
+    now = synced_people.merge(
+        match_employees(harvest_users, employees), on="harvest_user_id", how="left", suffixes=("", "_now")
+    )
+    changed = now["employee_id_now"].isna() | (now["employee_id_now"] != now["employee_id"])
+    if rules.prevent_new_assignment_creation:
+        changed |= ~now["employee_id"].isin(set(assignments["employee_id"]))
+    return sorted({int(u) for u in now.loc[changed.fillna(True), "harvest_user_id"]})

@@ -1,0 +1,49 @@
+-- Harvest OAuth2 token store (harvest_sync.oauth_tokens); values are Fernet-encrypted by the caller.
+
+-- The current tokens of a connection, without a lock (the fast path of every hook).
+-- name: current
+SELECT seed_sha256, access_token, refresh_token,
+       extract(epoch FROM expires_at - clock_timestamp())::float8 AS expires_in,  -- seconds left, DB clock
+       lifetime_seconds
+FROM harvest_sync.oauth_tokens
+WHERE conn_id = %(conn_id)s;
+
+-- First use of an installation: a row that starts from the connection's refresh token.
+-- name: seed
+INSERT INTO harvest_sync.oauth_tokens (conn_id, seed_sha256, refresh_token)
+VALUES (%(conn_id)s, %(seed_sha256)s, %(refresh_token)s)
+ON CONFLICT (conn_id) DO NOTHING;
+
+-- The row lock every refresh holds until it has stored Harvest's answer: a second process that wants
+-- to refresh at the same time waits here, then sees (and uses) the token the first one stored.
+-- name: lock
+SELECT seed_sha256, access_token, refresh_token,
+       extract(epoch FROM expires_at - clock_timestamp())::float8 AS expires_in,  -- seconds left, DB clock
+       lifetime_seconds
+FROM harvest_sync.oauth_tokens
+WHERE conn_id = %(conn_id)s
+FOR UPDATE;
+
+-- The connection was installed again (a new refresh token): forget the old chain.
+-- name: reseed
+UPDATE harvest_sync.oauth_tokens
+SET seed_sha256 = %(seed_sha256)s, refresh_token = %(refresh_token)s, access_token = NULL, expires_at = NULL,
+    lifetime_seconds = NULL
+WHERE conn_id = %(conn_id)s;
+
+-- name: store
+UPDATE harvest_sync.oauth_tokens
+SET access_token = %(access_token)s,
+    refresh_token = %(refresh_token)s,
+    expires_at = clock_timestamp() + make_interval(secs => %(expires_in)s),
+    lifetime_seconds = %(expires_in)s,
+    refreshed_at = clock_timestamp(),
+    refresh_count = refresh_count + 1,
+    rotations = rotations + %(rotated)s::int
+WHERE conn_id = %(conn_id)s;
+
+-- For the install page and tests: how the stored tokens stand (no secrets).
+-- name: status
+SELECT expires_at, refreshed_at, refresh_count, rotations
+FROM harvest_sync.oauth_tokens
+WHERE conn_id = %(conn_id)s;

@@ -1,0 +1,643 @@
+"""`make airflow`: a full Airflow 3 on this machine, from the venv, with the demo behind it.
+
+api-server, scheduler, dag-processor and triggerer (LocalExecutor, parallelism 4), the metadata database
+in its own database on the local PostgreSQL, the Harvest simulator (demo scenario) and the demo Primetric
+database. Ctrl-C, SIGTERM or `make airflow-stop` stops everything: every process we start runs in its own
+process group and carries a marker in its environment; stopping signals the groups, then sweeps /proc for
+anything that still carries the marker (a task process that left its group), so nothing is left behind.
+
+    python scripts/airflow_local.py run     # start, print the address and login, run until Ctrl-C
+    python scripts/airflow_local.py stop    # stop the one started from this AIRFLOW_HOME (pid file)
+
+Environment (all optional): PRIMETRIC_DSN (server, default postgresql://postgres@127.0.0.1:5432),
+AIRFLOW_LOCAL_HOME (default $AIRFLOW_HOME/local, else .airflow/local), AIRFLOW_PORT (default 8080),
+AIRFLOW_META_DB (default airflow_meta), PRIMETRIC_LOCAL_DB (default primetric_airflow).
+
+Tests reuse :class:`AirflowLocal` (tests/airflow_server.py): free ports, a temp home, their own databases.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg
+import requests
+from psycopg import sql as pgsql
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+for _path in (ROOT / "plugins", ROOT):
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
+
+from harvest_simulator.demo import DEMO_ACCOUNT_ID, DEMO_TOKEN  # noqa: E402
+from primetric_harvest.db import query  # noqa: E402
+
+DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432"
+MARKER = "AIRFLOW_LOCAL_ID"  # set in the environment of every process we start (and their children)
+PID_FILE = "airflow-local.pid"
+POOL = ("harvest_api", "4", "Harvest API calls (one account)")
+SERVICES = ("api-server", "scheduler", "dag-processor", "triggerer")
+# Simple auth manager users (user:role). "viewer" may read but not trigger: the UI page's permission check.
+USERS = {"admin": "admin", "viewer": "viewer"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def _tail(path: Path, lines: int = 30) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def _stat(pid: int) -> tuple[str, int, int] | None:
+    """(state, process group, start time in clock ticks) of a live process, else None."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return fields[0], int(fields[2]), int(fields[19])
+
+
+def start_time(pid: int) -> int | None:
+    info = _stat(pid)
+    return None if info is None else info[2]
+
+
+def _ours(marker_value: str, groups: dict[int, int | None]) -> list[int]:
+    """Live processes that are ours: members of our process groups, or carrying our marker.
+
+    Group membership is the reliable test (a process that renames itself with setproctitle overwrites its
+    environment); the marker catches descendants that left the group (setsid).
+    """
+    needle = f"{MARKER}={marker_value}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        info = _stat(int(entry.name))
+        if info is None or info[0] == "Z":
+            continue
+        if info[1] in groups:
+            found.append(int(entry.name))
+            continue
+        try:
+            if needle in (entry / "environ").read_bytes().split(b"\0"):
+                found.append(int(entry.name))
+        except OSError:  # gone, or not ours to read
+            continue
+    return found
+
+
+def _valid_groups(groups: dict[int, int | None]) -> dict[int, int | None]:
+    """Drop a group whose leader's pid now belongs to another process (pid reuse: start time differs)."""
+    out = {}
+    for pgid, started in groups.items():
+        now = start_time(pgid)
+        if now is None or started is None or now == started:
+            out[pgid] = started
+    return out
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+def _signal_pid(pid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.kill(pid, sig)
+
+
+def _alive(pid: int) -> bool:
+    info = _stat(pid)
+    return info is not None and info[0] != "Z"  # a zombie is dead for our purposes
+
+
+def kill_ours(marker_value: str, groups: dict[int, int | None], timeout: float = 20.0) -> list[int]:
+    """SIGTERM our process groups and marked processes; SIGKILL what is left after ``timeout``.
+
+    ``groups``: process group id (= the pid we spawned) → its start time. Returns the pids that needed
+    SIGKILL (normally none).
+    """
+    groups = _valid_groups(groups)
+    for pgid in groups:
+        _signal_group(pgid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        left = _ours(marker_value, groups)
+        if not left:
+            return []
+        for pid in left:  # e.g. a task process in a session of its own
+            if _stat(pid) and _stat(pid)[1] not in groups:
+                _signal_pid(pid, signal.SIGTERM)
+        time.sleep(0.2)
+    killed = []
+    for pgid in groups:
+        _signal_group(pgid, signal.SIGKILL)
+    for _ in range(50):
+        left = _ours(marker_value, groups)
+        if not left:
+            break
+        for pid in left:
+            _signal_pid(pid, signal.SIGKILL)
+            killed.append(pid)
+        time.sleep(0.1)
+    return sorted(set(killed))
+
+
+@dataclass
+class AirflowLocal:
+    """One local Airflow + Harvest simulator + demo Primetric database.
+
+    ``port=0`` picks free ports. ``fresh`` drops and recreates both databases first; ``drop_databases``
+    drops them again at :meth:`stop` (tests). Every process's output goes to ``home/logs/local/*.log``.
+    """
+
+    home: Path
+    port: int = 8080
+    server: str = field(default_factory=lambda: os.environ.get("PRIMETRIC_DSN", DEFAULT_SERVER))
+    meta_db: str = "airflow_meta"
+    primetric_db: str = "primetric_airflow"
+    fresh: bool = False
+    drop_databases: bool = False
+    parallelism: int = 4
+    quiet: bool = False
+    marker: str = field(default_factory=lambda: uuid.uuid4().hex)
+    procs: dict[str, subprocess.Popen] = field(default_factory=dict, init=False)
+    harvest_url: str | None = field(default=None, init=False)
+    passwords: dict[str, str] = field(default_factory=dict, init=False)
+    _started: dict[int, int | None] = field(default_factory=dict, init=False)  # pid → start time
+    _stopped: bool = field(default=False, init=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.home = Path(self.home).resolve()
+        if self.port == 0:
+            self.port = free_port()
+
+    # -- addresses ---------------------------------------------------------------------------------
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def meta_dsn(self) -> str:
+        return f"{self.server}/{self.meta_db}"
+
+    @property
+    def primetric_dsn(self) -> str:
+        return f"{self.server}/{self.primetric_db}"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.home / "logs" / "local"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.home / PID_FILE
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+    def start(self) -> AirflowLocal:
+        """Prepare the databases and start every process (returns before Airflow answers: wait_healthy)."""
+        running = read_pid_file(self.pid_file)
+        if running and _ours(running["marker"], _valid_groups(_groups_of(running))):
+            raise RuntimeError(
+                f"an Airflow started from {self.home} is already running at {running.get('url')} "
+                f"(launcher pid {running.get('launcher')}): stop it first (make airflow-stop)"
+            )
+        if not _port_free(self.port):
+            raise RuntimeError(f"port {self.port} on 127.0.0.1 is in use: choose another (AIRFLOW_PORT=...)")
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self._write_pid_file()
+        self._prepare_secrets()
+        self._step(f"databases {self.meta_db} (Airflow metadata) and {self.primetric_db} (demo Primetric)")
+        self._create_databases()
+
+        self._step("Harvest simulator (demo scenario), airflow db migrate, Primetric migrations")
+        self._start_simulator()
+        env = self.env()
+        migrations = {
+            "db-migrate": self._spawn("db-migrate", [str(BIN / "airflow"), "db", "migrate"], env),
+            "primetric-migrate": self._spawn(
+                "primetric-migrate", [sys.executable, "-m", "primetric_harvest.migrate"], env
+            ),
+        }
+        self._wait_all(migrations, timeout=300)
+        with psycopg.connect(self.primetric_dsn, autocommit=True) as conn:
+            conn.execute(query("demo_seed", "seed"))
+        self._step(f"pool {POOL[0]} ({POOL[1]} slots) and the Airflow services")
+        self._spawn("pools-set", [str(BIN / "airflow"), "pools", "set", *POOL], env)  # waited for in wait_healthy
+        for name in SERVICES:
+            args = [str(BIN / "airflow"), name]
+            if name == "api-server":
+                args += ["--host", "127.0.0.1", "--port", str(self.port), "--workers", "1"]
+            self._spawn(name, args, env)
+        return self
+
+    def wait_healthy(self, timeout: float = 180.0) -> None:
+        """Until /api/v2/monitor/health reports every component healthy; raises if a service dies."""
+        deadline = time.monotonic() + timeout
+        if "pools-set" in self.procs:
+            self._wait_all({"pools-set": self.procs["pools-set"]}, timeout=timeout)
+        last = "no answer"
+        while time.monotonic() < deadline:
+            self._check_services()
+            try:
+                health = requests.get(f"{self.url}/api/v2/monitor/health", timeout=5).json()
+                bad = {k: v.get("status") for k, v in health.items() if isinstance(v, dict) and v.get("status")}
+                last = json.dumps(bad)
+                if bad and all(status == "healthy" for status in bad.values()):
+                    if {"metadatabase", "scheduler", "triggerer", "dag_processor"} <= set(bad):
+                        return
+            except (requests.RequestException, ValueError) as exc:
+                last = type(exc).__name__
+            time.sleep(1)
+        raise TimeoutError(
+            f"Airflow at {self.url} not healthy after {timeout:.0f} s (last: {last}); logs in {self.log_dir}"
+        )
+
+    def wait_for_dags(self, dag_ids: Iterable[str], timeout: float = 180.0) -> None:
+        """Until the DAG processor has parsed (and the API lists) every one of ``dag_ids``."""
+        wanted = set(dag_ids)
+        deadline = time.monotonic() + timeout
+        headers = {"Authorization": f"Bearer {self.token()}"}
+        seen: set[str] = set()
+        while time.monotonic() < deadline:
+            self._check_services()
+            answer = requests.get(f"{self.url}/api/v2/dags", params={"limit": 1000}, headers=headers, timeout=10)
+            if answer.ok:
+                seen = {d["dag_id"] for d in answer.json()["dags"]}
+                if wanted <= seen:
+                    return
+            time.sleep(1)
+        raise TimeoutError(
+            f"DAGs {sorted(wanted - seen)} not listed by {self.url} after {timeout:.0f} s; "
+            f"dag-processor log:\n{_tail(self.log_dir / 'dag-processor.log')}"
+        )
+
+    def stop(self, timeout: float = 20.0) -> None:
+        """Stop every process we started (groups, then anything marked), drop test databases. Idempotent."""
+        with self._lock:
+            if self._stopped:
+                return
+            self._stopped = True
+        if self.procs:
+            self._step("stopping " + ", ".join(self.procs))
+        killed = kill_ours(self.marker, self._groups(), timeout=timeout)
+        if killed:
+            self._step(f"had to SIGKILL {len(killed)} process(es): {killed}")
+        for proc in self.procs.values():
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=5)
+        with contextlib.suppress(OSError):
+            self.pid_file.unlink()
+        if self.drop_databases:
+            self._drop_databases()
+
+    # -- what clients need ---------------------------------------------------------------------------
+    def token(self, username: str = "admin") -> str:
+        answer = requests.post(
+            f"{self.url}/auth/token",
+            json={"username": username, "password": self.passwords[username]},
+            timeout=10,
+        )
+        answer.raise_for_status()
+        return answer.json()["access_token"]
+
+    def session(self, username: str = "admin") -> requests.Session:
+        """A requests session that sends ``username``'s token to every /api/v2 call."""
+        s = requests.Session()
+        s.headers["Authorization"] = f"Bearer {self.token(username)}"
+        return s
+
+    def env(self) -> dict[str, str]:
+        """The environment of every Airflow process: nothing inherited from AIRFLOW_* of the caller."""
+        base = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("AIRFLOW__", "AIRFLOW_CONN_", "AIRFLOW_VAR_", MARKER)) and k != "AIRFLOW_HOME"
+        }
+        ports = self._side_ports()
+        return {
+            **base,
+            MARKER: self.marker,
+            "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+            "PYTHONPATH": os.pathsep.join([str(ROOT / "plugins"), str(ROOT)]),
+            "PYTHONUNBUFFERED": "1",
+            "AIRFLOW_HOME": str(self.home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
+            "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            "AIRFLOW__CORE__PARALLELISM": str(self.parallelism),
+            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
+            "AIRFLOW__CORE__AUTH_MANAGER": (
+                "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
+            ),
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": ",".join(f"{u}:{r}" for u, r in USERS.items()),
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(self.home / "passwords.json"),
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.url}/execution/",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.meta_dsn.replace("postgresql://", "postgresql+psycopg://", 1),
+            "AIRFLOW__API__BASE_URL": self.url,
+            "AIRFLOW__API__WORKERS": "1",
+            "AIRFLOW__API_AUTH__JWT_SECRET": self._secrets["jwt_secret"],
+            "AIRFLOW__API__SECRET_KEY": self._secrets["secret_key"],
+            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(ports["worker_log"]),
+            "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(ports["trigger_log"]),
+            # New linked projects appear within a minute rather than five.
+            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "60",
+            "AIRFLOW_CONN_PRIMETRIC_DB": self.primetric_dsn,
+            "AIRFLOW_CONN_HARVEST_DEFAULT": json.dumps(
+                {
+                    "conn_type": "http",
+                    "host": self.harvest_url or "http://127.0.0.1:1",
+                    "password": DEMO_TOKEN,
+                    "extra": {"account_id": DEMO_ACCOUNT_ID},
+                }
+            ),
+            "PRIMETRIC_DAG_CACHE": str(self.home / "cache" / "harvest_linked_projects.json"),
+        }
+
+    # -- internals -------------------------------------------------------------------------------------
+    def _step(self, text: str) -> None:
+        if not self.quiet:
+            print(f"==> {text}", flush=True)
+
+    def _side_ports(self) -> dict[str, int]:
+        if not hasattr(self, "_ports"):
+            self._ports = {"worker_log": free_port(), "trigger_log": free_port()}
+        return self._ports
+
+    def _prepare_secrets(self) -> None:
+        """Login passwords (a file the simple auth manager reads) and the secrets every process shares."""
+        path = self.home / "passwords.json"
+        try:
+            self.passwords = json.loads(path.read_text())
+        except (OSError, ValueError):
+            self.passwords = {}
+        for user in USERS:
+            self.passwords.setdefault(user, secrets.token_urlsafe(12))
+        path.write_text(json.dumps(self.passwords))
+        path.chmod(0o600)
+        secret_path = self.home / "local-secrets.json"
+        try:
+            self._secrets = json.loads(secret_path.read_text())
+        except (OSError, ValueError):
+            self._secrets = {"jwt_secret": secrets.token_urlsafe(32), "secret_key": secrets.token_urlsafe(32)}
+            secret_path.write_text(json.dumps(self._secrets))
+            secret_path.chmod(0o600)
+
+    def _admin(self, statement: pgsql.Composable) -> None:
+        with psycopg.connect(f"{self.server}/postgres", autocommit=True) as conn:
+            conn.execute(statement)
+
+    def _create_databases(self) -> None:
+        for name in (self.meta_db, self.primetric_db):
+            if self.fresh:
+                self._admin(pgsql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(pgsql.Identifier(name)))
+            with psycopg.connect(f"{self.server}/postgres", autocommit=True) as conn:
+                exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+                if not exists:
+                    conn.execute(pgsql.SQL("CREATE DATABASE {}").format(pgsql.Identifier(name)))
+
+    def _drop_databases(self) -> None:
+        for name in (self.meta_db, self.primetric_db):
+            try:
+                self._admin(pgsql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(pgsql.Identifier(name)))
+            except psycopg.Error as exc:
+                print(f"could not drop database {name}: {exc}", file=sys.stderr)
+
+    def _spawn(self, name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen:
+        if self._stopped:
+            raise RuntimeError("stopped while starting")
+        log = open(self.log_dir / f"{name}.log", "ab")  # the child keeps its own copy; ours is closed below
+        try:
+            proc = subprocess.Popen(
+                args,
+                cwd=ROOT,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group: Ctrl-C reaches us, and we stop it as a group
+            )
+        finally:
+            log.close()
+        self.procs[name] = proc
+        self._started[proc.pid] = start_time(proc.pid)
+        self._write_pid_file()
+        return proc
+
+    def _start_simulator(self) -> None:
+        port = free_port()
+        args = [
+            sys.executable,
+            "-m",
+            "harvest_simulator",
+            "--scenario",
+            "demo",
+            "--port",
+            str(port),
+            "--token",
+            DEMO_TOKEN,
+            "--account-id",
+            DEMO_ACCOUNT_ID,
+        ]
+        proc = self._spawn("harvest-simulator", args, {**self.env(), MARKER: self.marker})
+        deadline = time.monotonic() + 60
+        url = f"http://127.0.0.1:{port}"
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(
+                    f"the Harvest simulator exited ({proc.returncode}):\n"
+                    f"{_tail(self.log_dir / 'harvest-simulator.log')}"
+                )
+            with contextlib.suppress(requests.RequestException):
+                requests.get(f"{url}/v2/users/me", timeout=2)
+                self.harvest_url = url
+                return
+            time.sleep(0.2)
+        raise TimeoutError(f"the Harvest simulator did not answer on {url}")
+
+    def _wait_all(self, procs: dict[str, subprocess.Popen], timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        for name, proc in procs.items():
+            try:
+                code = proc.wait(timeout=max(1.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                raise TimeoutError(f"{name} did not finish in {timeout:.0f} s; see {self.log_dir / name}.log") from None
+            if code != 0:
+                raise RuntimeError(f"{name} failed (exit {code}):\n{_tail(self.log_dir / f'{name}.log')}")
+            self.procs.pop(name, None)
+        self._write_pid_file()
+
+    def _check_services(self) -> None:
+        for name in (*SERVICES, "harvest-simulator"):
+            proc = self.procs.get(name)
+            if proc is not None and proc.poll() is not None:
+                raise RuntimeError(
+                    f"{name} exited ({proc.returncode}); last lines of {self.log_dir / name}.log:\n"
+                    f"{_tail(self.log_dir / f'{name}.log')}"
+                )
+
+    def _groups(self) -> dict[int, int | None]:
+        """Every process group we started (also the finished ones: a child of theirs may live on)."""
+        return dict(self._started)
+
+    def _write_pid_file(self) -> None:
+        data = {
+            "launcher": os.getpid(),
+            "marker": self.marker,
+            "url": self.url,
+            "processes": {name: p.pid for name, p in self.procs.items()},
+            "groups": {str(pgid): started for pgid, started in self._groups().items()},
+        }
+        tmp = self.pid_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data))
+        os.replace(tmp, self.pid_file)
+
+
+def read_pid_file(path: Path) -> dict | None:
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def stop_from_pid_file(home: Path, timeout: float = 30.0) -> bool:
+    """`make airflow-stop`: ask the launcher to stop; if it is gone, stop what it left. False: nothing ran."""
+    path = Path(home) / PID_FILE
+    data = read_pid_file(path)
+    if not data:
+        return False
+    launcher = int(data.get("launcher", 0))
+    marker = data["marker"]
+    launcher_ours = launcher and _alive(launcher) and "airflow_local" in _cmdline(launcher)
+    if launcher_ours:
+        _signal_pid(launcher, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and _alive(launcher):
+            time.sleep(0.2)
+    # Whatever is still marked (the launcher was killed, or did not finish in time) goes now.
+    kill_ours(marker, _groups_of(data), timeout=10)
+    with contextlib.suppress(OSError):
+        path.unlink()
+    return True
+
+
+def _groups_of(data: dict) -> dict[int, int | None]:
+    return {int(pgid): started for pgid, started in (data.get("groups") or {}).items()}
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def default_home() -> Path:
+    if os.environ.get("AIRFLOW_LOCAL_HOME"):
+        return Path(os.environ["AIRFLOW_LOCAL_HOME"])
+    return Path(os.environ.get("AIRFLOW_HOME", ROOT / ".airflow")) / "local"
+
+
+def run(args: argparse.Namespace) -> int:
+    server = AirflowLocal(
+        home=args.home,
+        port=args.port,
+        meta_db=args.meta_db,
+        primetric_db=args.primetric_db,
+        fresh=args.fresh,
+    )
+    stop_requested = threading.Event()
+
+    def on_signal(signum: int, frame: object) -> None:
+        stop_requested.set()
+        raise KeyboardInterrupt
+
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, on_signal)
+    started = time.monotonic()
+    try:
+        server.start()
+        server.wait_healthy()
+        print(
+            f"\nAirflow {server.url}  (ready in {time.monotonic() - started:.0f} s)\n"
+            f"  login:        admin / {server.passwords['admin']}"
+            f"   (read-only: viewer / {server.passwords['viewer']})\n"
+            f"  Harvest sync: {server.url}/plugin/harvest-sync\n"
+            f"  REST API:     {server.url}/api/v2  (token: POST {server.url}/auth/token)\n"
+            f"  Harvest simulator (demo account): {server.harvest_url}\n"
+            f"  Primetric database: {server.primetric_dsn}   metadata: {server.meta_dsn}\n"
+            f"  logs: {server.log_dir}   DAGs start paused: unpause harvest_sync_<id> in the UI.\n"
+            f"Stop with Ctrl-C or `make airflow-stop`.",
+            flush=True,
+        )
+        while not stop_requested.is_set():
+            time.sleep(1)
+            server._check_services()
+    except KeyboardInterrupt:
+        pass
+    except (RuntimeError, TimeoutError, psycopg.Error) as exc:
+        print(f"make airflow: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_IGN)  # a second Ctrl-C must not interrupt the clean-up
+        server.stop()
+        print("Airflow stopped; no process left behind.", flush=True)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="airflow_local", description=__doc__.split("\n\n")[0])
+    parser.add_argument("command", choices=["run", "stop"])
+    parser.add_argument("--home", type=Path, default=default_home())
+    parser.add_argument("--port", type=int, default=int(os.environ.get("AIRFLOW_PORT", "8080")))
+    parser.add_argument("--meta-db", default=os.environ.get("AIRFLOW_META_DB", "airflow_meta"))
+    parser.add_argument("--primetric-db", default=os.environ.get("PRIMETRIC_LOCAL_DB", "primetric_airflow"))
+    parser.add_argument("--fresh", action="store_true", help="drop and recreate both databases first")
+    args = parser.parse_args(argv)
+    if args.command == "stop":
+        if stop_from_pid_file(args.home):
+            print(f"stopped the Airflow started from {args.home}")
+        else:
+            print(f"no Airflow running from {args.home}")
+        return 0
+    return run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,121 @@
+"""A real Airflow 3 for tests: ``make airflow``'s launcher (scripts/airflow_local.py) on free ports.
+
+Fixture ``airflow_server`` (session-scoped: started once, ~40-60 s, shared by every test that asks for it):
+api-server, scheduler, dag-processor, triggerer (LocalExecutor), its own metadata database, the Harvest
+simulator (demo scenario) and a fresh demo Primetric database, all in a temp AIRFLOW_HOME. Teardown stops
+every process (also when a test failed, on SIGTERM, or at interpreter exit) and drops both databases.
+
+    def test_x(airflow_server):
+        api = airflow_server.session()            # requests.Session with admin's Bearer token
+        api.get(f"{airflow_server.url}/api/v2/dags")
+        run_id = trigger(airflow_server, "harvest_sync_1", {"since": "2026-09-01"})
+        assert wait_for_run(airflow_server, "harvest_sync_1", run_id)["state"] == "success"
+
+``airflow_server.passwords`` holds the logins (users ``admin`` and ``viewer``), ``.primetric_dsn`` the demo
+Primetric database, ``.harvest_url`` the simulator, ``.log_dir`` every process's log.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import signal
+import threading
+import time
+import urllib.parse
+
+import pytest
+
+from scripts.airflow_local import AirflowLocal, _ours
+
+DEMO_DAGS = ("harvest_sync_1", "harvest_sync_2")  # the enabled projects of include/sql/demo_seed.sql
+TERMINAL = {"success", "failed"}
+
+
+@pytest.fixture(scope="session")
+def airflow_server(tmp_path_factory) -> AirflowLocal:
+    server = AirflowLocal(
+        home=tmp_path_factory.mktemp("airflow-local"),
+        port=0,
+        meta_db=f"airflow_meta_t_{os.getpid()}",
+        primetric_db=f"primetric_af_t_{os.getpid()}",
+        fresh=True,
+        drop_databases=True,
+        quiet=True,
+    )
+    atexit.register(server.stop)  # even if the session dies before the teardown below
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        # SIGTERM (a CI timeout) would skip teardown: turn it into an exception that runs it.
+        def _terminate(signum, frame):
+            raise SystemExit(f"terminated by signal {signum}")
+
+        previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        server.start()
+        server.wait_healthy()
+        server.wait_for_dags(DEMO_DAGS)
+        yield server
+    finally:
+        server.stop()
+        atexit.unregister(server.stop)
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+        left = _ours(server.marker, server._groups())
+        assert not left, f"processes left behind by the Airflow under test: {left}"
+
+
+def run_path(dag_id: str, run_id: str) -> str:
+    """The REST path of one DAG run: run ids hold ':' and '+', so they are URL-encoded."""
+    return f"/api/v2/dags/{dag_id}/dagRuns/{urllib.parse.quote(run_id, safe='')}"
+
+
+def trigger(server: AirflowLocal, dag_id: str, conf: dict | None = None, user: str = "admin") -> str:
+    """Trigger ``dag_id`` through the REST API (it must be unpaused to run); returns the run id."""
+    answer = server.session(user).post(
+        f"{server.url}/api/v2/dags/{dag_id}/dagRuns", json={"logical_date": None, "conf": conf or {}}, timeout=30
+    )
+    assert answer.status_code == 200, answer.text
+    return answer.json()["dag_run_id"]
+
+
+def task_log(server: AirflowLocal, dag_id: str, run_id: str, task_id: str, try_number: int = 1) -> str:
+    """A task's log read through the REST API, as text (one line per structured log event)."""
+    answer = server.session().get(
+        f"{server.url}{run_path(dag_id, run_id)}/taskInstances/{task_id}/logs/{try_number}",
+        params={"full_content": "true"},
+        timeout=30,
+    )
+    assert answer.status_code == 200, answer.text
+    content = answer.json()["content"]
+    return "\n".join(e.get("event", "") if isinstance(e, dict) else str(e) for e in content)
+
+
+def wait_for_run(server: AirflowLocal, dag_id: str, run_id: str, timeout: float = 150.0) -> dict:
+    """Poll the run until it succeeds or fails; returns the run.
+
+    Fails the test on timeout, and at once when a task fails or waits for a retry (the DAG retries after
+    minutes): the message holds that task's log, read through the API.
+    """
+    api = server.session()
+    deadline = time.monotonic() + timeout
+    run: dict = {}
+    while time.monotonic() < deadline:
+        answer = api.get(server.url + run_path(dag_id, run_id), timeout=10)
+        assert answer.status_code == 200, answer.text
+        run = answer.json()
+        if run["state"] in TERMINAL:
+            return run
+        tasks = api.get(f"{server.url}{run_path(dag_id, run_id)}/taskInstances", timeout=10).json()
+        for ti in tasks.get("task_instances", []):
+            if ti["state"] in ("up_for_retry", "failed"):
+                log = task_log(server, dag_id, run_id, ti["task_id"], ti["try_number"] or 1)
+                pytest.fail(f"task {ti['task_id']} of {dag_id} run {run_id} is {ti['state']}:\n{log[-3000:]}")
+        time.sleep(1)
+    pytest.fail(f"run {run_id} of {dag_id} still {run.get('state')!r} after {timeout:.0f} s; logs in {server.log_dir}")
+
+
+def set_paused(server: AirflowLocal, dag_id: str, paused: bool) -> dict:
+    answer = server.session().patch(f"{server.url}/api/v2/dags/{dag_id}", json={"is_paused": paused}, timeout=10)
+    assert answer.status_code == 200, answer.text
+    return answer.json()
