@@ -131,6 +131,8 @@ def _redact(text: str) -> str:
 def first_line(error: BaseException | str | None) -> str:
     if error is None:
         return "no error was recorded (the task was failed from outside, e.g. marked failed or timed out)"
+    if isinstance(error, BaseException) and type(error).__name__ == "AirflowFailException" and error.__cause__:
+        error = error.__cause__  # "fail without retries" wraps the real error: name that one
     text = str(error).strip()
     line = text.splitlines()[0] if text else ""
     if isinstance(error, BaseException):
