@@ -6,6 +6,8 @@ Harvest projects 1001 and 1002 feed Primetric project 1 (Apollo), 2001 feeds pro
 
 from __future__ import annotations
 
+import json
+import sys
 from datetime import date, timedelta
 
 from .state import SimulatorState
@@ -41,3 +43,15 @@ def demo() -> SimulatorState:
 
 
 DEMO_TOKENS = {DEMO_TOKEN: {"account_id": DEMO_ACCOUNT_ID, "role": "administrator", "user_id": 501}}
+
+
+def demo_command(port: int, python: str = sys.executable) -> list[str]:
+    """The command line that serves the demo account on ``port`` (used by `make demo` and `make airflow`)."""
+    return [python, "-m", "harvest_simulator", "--scenario", "demo", "--port", str(port),
+            "--token", DEMO_TOKEN, "--account-id", DEMO_ACCOUNT_ID]  # fmt: skip
+
+
+def demo_connection(url: str) -> str:
+    """The `harvest_default` connection (AIRFLOW_CONN_HARVEST_DEFAULT) for the demo account at ``url``."""
+    return json.dumps({"conn_type": "http", "host": url, "password": DEMO_TOKEN,
+                       "extra": {"account_id": DEMO_ACCOUNT_ID}})  # fmt: skip

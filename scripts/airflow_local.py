@@ -44,7 +44,7 @@ for _path in (ROOT / "plugins", ROOT):
     if str(_path) not in sys.path:
         sys.path.insert(0, str(_path))
 
-from harvest_simulator.demo import DEMO_ACCOUNT_ID, DEMO_TOKEN  # noqa: E402
+from harvest_simulator.demo import demo_command, demo_connection  # noqa: E402
 from primetric_harvest.db import query  # noqa: E402
 
 DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432"
@@ -378,14 +378,7 @@ class AirflowLocal:
             # New linked projects appear within a minute rather than five.
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "60",
             "AIRFLOW_CONN_PRIMETRIC_DB": self.primetric_dsn,
-            "AIRFLOW_CONN_HARVEST_DEFAULT": json.dumps(
-                {
-                    "conn_type": "http",
-                    "host": self.harvest_url or "http://127.0.0.1:1",
-                    "password": DEMO_TOKEN,
-                    "extra": {"account_id": DEMO_ACCOUNT_ID},
-                }
-            ),
+            "AIRFLOW_CONN_HARVEST_DEFAULT": demo_connection(self.harvest_url or "http://127.0.0.1:1"),
             "PRIMETRIC_DAG_CACHE": str(self.home / "cache" / "harvest_linked_projects.json"),
         }
 
@@ -461,19 +454,7 @@ class AirflowLocal:
 
     def _start_simulator(self) -> None:
         port = free_port()
-        args = [
-            sys.executable,
-            "-m",
-            "harvest_simulator",
-            "--scenario",
-            "demo",
-            "--port",
-            str(port),
-            "--token",
-            DEMO_TOKEN,
-            "--account-id",
-            DEMO_ACCOUNT_ID,
-        ]
+        args = demo_command(port)
         proc = self._spawn("harvest-simulator", args, {**self.env(), MARKER: self.marker})
         deadline = time.monotonic() + 60
         url = f"http://127.0.0.1:{port}"

@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 sys.path[:0] = [str(ROOT / "plugins"), str(ROOT)]
 
-from harvest_simulator.demo import DEMO_ACCOUNT_ID, DEMO_TOKEN  # noqa: E402
+from harvest_simulator.demo import demo_command, demo_connection  # noqa: E402
 from primetric_harvest.db import query  # noqa: E402
 
 
@@ -76,19 +76,7 @@ def main() -> int:
     port = free_port()
     step(f"Harvest simulator (demo scenario) on http://127.0.0.1:{port}")
     sim = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "harvest_simulator",
-            "--scenario",
-            "demo",
-            "--port",
-            str(port),
-            "--token",
-            DEMO_TOKEN,
-            "--account-id",
-            DEMO_ACCOUNT_ID,
-        ],
+        demo_command(port),
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -99,14 +87,7 @@ def main() -> int:
         if "Harvest simulator on" not in ready:
             print(ready + sim.stdout.read(), file=sys.stderr)
             return 1
-        env["AIRFLOW_CONN_HARVEST_DEFAULT"] = json.dumps(
-            {
-                "conn_type": "http",
-                "host": f"http://127.0.0.1:{port}",
-                "password": DEMO_TOKEN,
-                "extra": {"account_id": DEMO_ACCOUNT_ID},
-            }
-        )
+        env["AIRFLOW_CONN_HARVEST_DEFAULT"] = demo_connection(f"http://127.0.0.1:{port}")
 
         step("Airflow metadata database (SQLite in .airflow/) and pool harvest_api")
         for cmd in (["db", "migrate"], ["pools", "set", "harvest_api", "4", "Harvest API calls (one account)"]):

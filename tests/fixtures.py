@@ -7,6 +7,8 @@ import datetime as dt
 import itertools
 import json
 import os
+import subprocess
+import sys
 import uuid
 from dataclasses import dataclass, field
 
@@ -19,6 +21,14 @@ PG = os.environ.get("PRIMETRIC_DSN", "postgresql://postgres@127.0.0.1:5432")
 ACCOUNT_ID = "123456"
 TOKEN = "test-token"
 _counter = itertools.count()
+
+
+def airflow_cli(*args: str, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
+    """The venv's `airflow` command (with the venv on PATH, as Airflow's subprocesses need)."""
+    bin_dir = os.path.dirname(sys.executable)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", **(env or {})}
+    return subprocess.run([os.path.join(bin_dir, "airflow"), *args], env=env, capture_output=True, text=True,
+                          timeout=timeout)  # fmt: skip
 
 
 def _admin(sql: str) -> None:

@@ -3,13 +3,13 @@
 import datetime as dt
 import json
 import os
-import subprocess
-import sys
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 from airflow.dag_processing.dagbag import DagBag
+
+from tests.fixtures import airflow_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 D = dt.date
@@ -63,21 +63,7 @@ def test_dag_test_runs_the_whole_sync(linked, airflow_metadata_db):
 
 def test_airflow_dags_test_cli_runs_the_dag(linked, airflow_metadata_db):
     entry = linked.entry("bobby", 701, "2026-03-01", 4)
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-    proc = subprocess.run(
-        [
-            str(Path(sys.executable).parent / "airflow"),
-            "dags",
-            "test",
-            "harvest_sync_7",
-            "--conf",
-            json.dumps({"since": "2026-01-01"}),
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    proc = airflow_cli("dags", "test", "harvest_sync_7", "--conf", json.dumps({"since": "2026-01-01"}))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert [(r[0], r[3]) for r in linked.worklogs(7)] == [(entry, Decimal("4"))]
 

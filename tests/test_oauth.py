@@ -18,7 +18,7 @@ import requests
 from cryptography.fernet import Fernet
 
 from harvest_simulator.harvest_id import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, HarvestID
-from tests.fixtures import ACCOUNT_ID
+from tests.fixtures import ACCOUNT_ID, airflow_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 D = dt.date
@@ -443,25 +443,10 @@ def test_dag_run_with_oauth_refreshes_and_logs_no_secret(installed, airflow_meta
     entry = installed.entry("bobby", 701, "2026-03-01", 4)
     installed.harvest_id.expire_after(1)
     log_dir = tmp_path / "logs"
-    env = {
-        **os.environ,
-        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
-        "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(log_dir),
-    }
-    proc = subprocess.run(
-        [
-            str(Path(sys.executable).parent / "airflow"),
-            "dags",
-            "test",
-            "harvest_sync_7",
-            "--conf",
-            json.dumps({"since": "2026-01-01"}),
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    proc = airflow_cli(
+        "dags", "test", "harvest_sync_7", "--conf", json.dumps({"since": "2026-01-01"}),
+        env={"AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(log_dir)},
+    )  # fmt: skip
     logs = proc.stdout + proc.stderr + "".join(p.read_text(errors="replace") for p in log_dir.rglob("*") if p.is_file())
     assert proc.returncode == 0, logs[-3000:]
     assert entry in [r[0] for r in installed.worklogs(7)]

@@ -311,11 +311,10 @@ class HarvestHook:
                 f"Harvest /v2/users/me answered without an 'access_roles' list (keys: {sorted(me)[:10]}); "
                 f"expected the token's Harvest user; {self._where()}."
             )
-        roles = me.get("access_roles") or []
-        if "administrator" not in roles:
+        refusal = administrator_refusal(me)
+        if refusal:
             raise HarvestAccessError(
-                f"The Harvest token of {self._where()} belongs to {me.get('email', 'a user')} with roles "
-                f"{roles or 'none'}; only an administrator's token sees every time entry. "
+                f"The Harvest token of {self._where()}: {refusal}. "
                 "Authorize the integration as a Harvest administrator."
             )
         return me
@@ -448,6 +447,17 @@ def _entry_day(entry: object) -> dt.date | None:
         return dt.date.fromisoformat(spent) if isinstance(spent, str) and len(spent) == 10 else None
     except ValueError:
         return None
+
+
+def administrator_refusal(me: dict[str, Any]) -> str | None:
+    """Why a `/v2/users/me` answer is not an administrator's, or None: a lesser token sees a silent subset."""
+    roles = me.get("access_roles") or []
+    if "administrator" in roles:
+        return None
+    return (
+        f"it belongs to {me.get('email', 'a user')} with roles {', '.join(roles) or 'none'}, not an administrator; "
+        "only an administrator's token sees every time entry"
+    )
 
 
 def _http_date(value: str | None) -> dt.datetime | None:

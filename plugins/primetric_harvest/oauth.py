@@ -53,6 +53,7 @@ from primetric_harvest.harvest_hook import (
     DEFAULT_USER_AGENT,
     HarvestAccessError,
     HarvestError,
+    administrator_refusal,
 )
 
 log = logging.getLogger(__name__)
@@ -324,12 +325,11 @@ def check_administrator(
             f"{response.text[:200]}"
         )
     me = response.json()
-    roles = me.get("access_roles") or []
-    if "administrator" not in roles:
+    refusal = administrator_refusal(me)
+    if refusal:
         raise HarvestOAuthError(
-            f"The Harvest user who authorized ({me.get('email', 'unknown')}, roles: {', '.join(roles) or 'none'}) "
-            f"is not an administrator of account {account_id}; only an administrator's token sees every time "
-            "entry. Sign in to Harvest as an administrator and authorize again."
+            f"The Harvest authorization for account {account_id}: {refusal}. "
+            "Sign in to Harvest as an administrator and authorize again."
         )
     return me
 
