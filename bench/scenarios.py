@@ -363,22 +363,16 @@ class Bench:
             runs: dict[int, RunResult] = {}
 
             def one(project_id: int) -> RunResult:
-                from bench.steps import RunResult as Run
-                from bench.steps import run_step
-
                 run_id = f"bench__shared__{project_id}__{uuid.uuid4().hex[:8]}"
-                env = self._env(dsn, sim)
-                common = {"env": env, "log_path": self.log_path, "project_id": project_id, "run_id": run_id}
-                run = Run()
-                started = time.perf_counter()
-                with pool:  # the extract task runs in pool harvest_api
-                    run.steps["extract"] = run_step("extract", params={"since": SINCE.isoformat()}, **common)
-                extracted = run.steps["extract"]["result"]
-                run.steps["transform"] = run_step("transform", extracted=extracted, **common)
-                run.steps["load"] = run_step("load", extracted=extracted, account_id=ACCOUNT_ID, **common)
-                run.steps["report"] = run_step("report", account_id=ACCOUNT_ID, **common)
-                run.wall_seconds = time.perf_counter() - started
-                return run
+                return run_dag(
+                    project_id,
+                    run_id,
+                    {"since": SINCE.isoformat()},
+                    env=self._env(dsn, sim),
+                    log_path=self.log_path,
+                    account_id=ACCOUNT_ID,
+                    harvest_pool=pool,
+                )
 
             started = time.perf_counter()
             with ThreadPoolExecutor(n_projects) as executor:

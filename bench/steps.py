@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import threading
 import time
@@ -93,11 +94,22 @@ class RunResult:
         return max(s["peak_rss_mb"] for s in self.steps.values())
 
 
-def run_dag(project_id: int, run_id: str, params: dict, *, env: dict, log_path: str, account_id: str) -> RunResult:
+def run_dag(
+    project_id: int,
+    run_id: str,
+    params: dict,
+    *,
+    env: dict,
+    log_path: str,
+    account_id: str,
+    harvest_pool: contextlib.AbstractContextManager | None = None,
+) -> RunResult:
+    """One DAG run, each task in its own process; ``harvest_pool`` stands for the `harvest_api` pool slot."""
     run = RunResult()
     started = time.perf_counter()
     common = {"env": env, "log_path": log_path, "project_id": project_id, "run_id": run_id}
-    run.steps["extract"] = run_step("extract", params=params, **common)
+    with harvest_pool or contextlib.nullcontext():
+        run.steps["extract"] = run_step("extract", params=params, **common)
     extracted = run.steps["extract"]["result"]
     run.steps["transform"] = run_step("transform", extracted=extracted, **common)
     run.steps["load"] = run_step("load", extracted=extracted, account_id=account_id, **common)
