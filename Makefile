@@ -3,14 +3,13 @@ SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(CURDIR)/$(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell cat requirements.txt 2>/dev/null | cksum | cut -d' ' -f1)
+STAMP := $(VENV)/.installed-$(shell cat requirements.txt pyproject.toml 2>/dev/null | cksum | cut -d' ' -f1)
 
 export PRIMETRIC_DSN ?= postgresql://postgres@127.0.0.1:5432
 export AIRFLOW_HOME ?= $(CURDIR)/.airflow
 export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
 export AIRFLOW__CORE__PLUGINS_FOLDER := $(CURDIR)/plugins
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
-export PYTHONPATH := $(CURDIR)/plugins:$(CURDIR)
 export PATH := $(BIN):$(PATH)
 # `make migrate` applies to the database of connection primetric_db (override it like any Airflow connection).
 export AIRFLOW_CONN_PRIMETRIC_DB ?= $(PRIMETRIC_DSN)/primetric
@@ -19,12 +18,13 @@ export AIRFLOW_CONN_PRIMETRIC_DB ?= $(PRIMETRIC_DSN)/primetric
 .PHONY: airflow airflow-stop
 
 venv: $(STAMP)
-$(STAMP): requirements.txt
+# The pinned requirements, plus this project as an editable package (src/, include/sql/, its provider entry point).
+$(STAMP): requirements.txt pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) \
 	  || { echo "Python 3.11 with venv is needed: apt-get install python3.11-venv (or make PYTHON=...)"; exit 1; }
 	@$(BIN)/python -m pip install -q --disable-pip-version-check uv \
-	  && $(BIN)/uv pip install -q --python $(BIN)/python -r requirements.txt \
-	  || $(BIN)/python -m pip install -q --disable-pip-version-check -r requirements.txt
+	  && $(BIN)/uv pip install -q --python $(BIN)/python -r requirements.txt -e . \
+	  || $(BIN)/python -m pip install -q --disable-pip-version-check -r requirements.txt -e .
 	@rm -f $(VENV)/.installed-* && touch $@
 
 postgres: venv

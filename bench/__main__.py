@@ -12,11 +12,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def _environment() -> None:
     """Airflow reads its configuration at import: set it before anything imports airflow."""
-    for path in (str(ROOT / "plugins"), str(ROOT)):
-        if path not in sys.path:
-            sys.path.insert(0, path)
-    parts = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
-    os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT / "plugins"), str(ROOT), *parts])
+    if str(ROOT) not in sys.path:  # bench/ itself; the package is installed (make venv)
+        sys.path.insert(0, str(ROOT))
     os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="bench-airflow-home-"))
     os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(ROOT / "dags"))
     os.environ.setdefault("AIRFLOW__CORE__PLUGINS_FOLDER", str(ROOT / "plugins"))

@@ -38,19 +38,17 @@ import psycopg
 import requests
 from psycopg import sql as pgsql
 
-ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
-for _path in (ROOT / "plugins", ROOT):
-    if str(_path) not in sys.path:
-        sys.path.insert(0, str(_path))
+from harvest_simulator.demo import demo_command, demo_connection
+from primetric_harvest.db import query
+from primetric_harvest.names import HARVEST_POOL, HARVEST_POOL_DESCRIPTION, HARVEST_POOL_SLOTS
 
-from harvest_simulator.demo import demo_command, demo_connection  # noqa: E402
-from primetric_harvest.db import query  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]  # the checkout: dags/ and plugins/ (the package is installed)
+BIN = Path(sys.executable).parent
 
 DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432"
 MARKER = "AIRFLOW_LOCAL_ID"  # set in the environment of every process we start (and their children)
 PID_FILE = "airflow-local.pid"
-POOL = ("harvest_api", "4", "Harvest API calls (one account)")
+POOL = (HARVEST_POOL, str(HARVEST_POOL_SLOTS), HARVEST_POOL_DESCRIPTION)
 SERVICES = ("api-server", "scheduler", "dag-processor", "triggerer")
 # Simple auth manager users (user:role). "viewer" may read but not trigger: the UI page's permission check.
 USERS = {"admin": "admin", "viewer": "viewer"}
@@ -353,7 +351,6 @@ class AirflowLocal:
             **base,
             MARKER: self.marker,
             "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-            "PYTHONPATH": os.pathsep.join([str(ROOT / "plugins"), str(ROOT)]),
             "PYTHONUNBUFFERED": "1",
             "AIRFLOW_HOME": str(self.home),
             "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),

@@ -19,12 +19,12 @@ from pathlib import Path
 import psycopg
 from psycopg import sql as pgsql
 
+from harvest_simulator.demo import demo_command, demo_connection
+from primetric_harvest.db import query
+from primetric_harvest.names import HARVEST_POOL, HARVEST_POOL_DESCRIPTION, HARVEST_POOL_SLOTS, dag_id
+
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-sys.path[:0] = [str(ROOT / "plugins"), str(ROOT)]
-
-from harvest_simulator.demo import demo_command, demo_connection  # noqa: E402
-from primetric_harvest.db import query  # noqa: E402
 
 
 def free_port() -> int:
@@ -89,12 +89,13 @@ def main() -> int:
             return 1
         env["AIRFLOW_CONN_HARVEST_DEFAULT"] = demo_connection(f"http://127.0.0.1:{port}")
 
-        step("Airflow metadata database (SQLite in .airflow/) and pool harvest_api")
-        for cmd in (["db", "migrate"], ["pools", "set", "harvest_api", "4", "Harvest API calls (one account)"]):
+        step(f"Airflow metadata database (SQLite in .airflow/) and pool {HARVEST_POOL}")
+        pool = ["pools", "set", HARVEST_POOL, str(HARVEST_POOL_SLOTS), HARVEST_POOL_DESCRIPTION]
+        for cmd in (["db", "migrate"], pool):
             subprocess.run([str(BIN / "airflow"), *cmd], env=env, check=True, capture_output=True, text=True)
 
         log_path = airflow_home / "demo-run.log"
-        step(f"airflow dags test harvest_sync_{project_id}   (full log: {log_path.relative_to(ROOT)})")
+        step(f"airflow dags test {dag_id(project_id)}   (full log: {log_path.relative_to(ROOT)})")
         started = time.monotonic()
         with open(log_path, "w") as log:
             run = subprocess.run(
@@ -102,7 +103,7 @@ def main() -> int:
                     str(BIN / "airflow"),
                     "dags",
                     "test",
-                    f"harvest_sync_{project_id}",
+                    dag_id(project_id),
                     "--conf",
                     json.dumps({"since": "2026-09-01"}),
                 ],

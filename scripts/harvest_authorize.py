@@ -18,13 +18,10 @@ import argparse
 import getpass
 import os
 import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [p for p in (str(ROOT / "plugins"), str(ROOT)) if p not in sys.path]
-
-from primetric_harvest import oauth  # noqa: E402
-from primetric_harvest.harvest_hook import DEFAULT_BASE_URL  # noqa: E402
+from primetric_harvest import oauth
+from primetric_harvest.harvest_api import DEFAULT_BASE_URL, DEFAULT_ID_URL
+from primetric_harvest.names import HARVEST_CONN_ID
 
 
 def default_redirect_uri() -> str | None:
@@ -58,8 +55,8 @@ def main(argv: list[str] | None = None, ask=input) -> int:
     parser.add_argument("--redirect-uri", help="the application's Redirect URL (default: from [api] base_url)")
     parser.add_argument("--account-id", help="the Harvest account to sync (asked when there are several)")
     parser.add_argument("--api-url", default=DEFAULT_BASE_URL)
-    parser.add_argument("--id-url", default=oauth.DEFAULT_ID_URL)
-    parser.add_argument("--conn-id", default=oauth.HARVEST_CONN_ID)
+    parser.add_argument("--id-url", default=DEFAULT_ID_URL)
+    parser.add_argument("--conn-id", default=HARVEST_CONN_ID)
     args = parser.parse_args(argv)
     secret = args.client_secret or os.environ.get("HARVEST_CLIENT_SECRET") or getpass.getpass("Client secret: ")
     redirect_uri = args.redirect_uri or default_redirect_uri()

@@ -13,8 +13,7 @@ os.environ["AIRFLOW__CORE__PLUGINS_FOLDER"] = str(ROOT / "plugins")
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "True"
 os.environ["PRIMETRIC_DAG_CACHE"] = str(_HOME / "cache" / "harvest_linked_projects.json")
-for path in (ROOT / "plugins", ROOT):
-    if str(path) not in sys.path:
-        sys.path.insert(0, str(path))
+if str(ROOT) not in sys.path:  # tests/, scripts/, bench/ (the package itself is installed: make venv)
+    sys.path.insert(0, str(ROOT))
 
 pytest_plugins = ["tests.fixtures", "tests.airflow_server"]

@@ -241,7 +241,11 @@ def test_two_runs_the_same_day_send_one_notice(apollo, metadata_db, mailbox):
 
     assert [m["Subject"] for m in mailbox.messages] == ["Harvest sync: 1 new missing teammate in Apollo (project 7)"]
     body = mailbox.bodies()[0]
-    assert "Nina Novak &lt;nina@acme.test&gt;: no Primetric employee has this e-mail; 1 entries, 3" in body
+    assert (
+        "Nina Novak &lt;nina@acme.test&gt;: no Primetric manager or employee has the person&#x27;s e-mail; 1 entries, 3"
+        in body
+    )
+    assert "to do: add them to Primetric as a Manager or Employee with this e-mail" in body
     assert "2026-02-03 to 2026-02-03" in body
     assert f'<a href="{_log_url(first, "report")}">Report log</a>' in body
     assert [(p, c) for p, _, c in _notice_rows(apollo)] == [(7, "smtp")]
@@ -303,4 +307,4 @@ def test_notices_go_to_slack_too(apollo, metadata_db, slack):
     assert notify.notice_missing_teammates(7, "Apollo", today=D(2026, 11, 2))["channel"] == "slack"
     text = slack.posts[0]["text"]
     assert text.splitlines()[0] == "*Harvest sync: 1 new missing teammate in Apollo (project 7)*"
-    assert "- Nina Novak &lt;nina@acme.test&gt;: no Primetric employee has this e-mail" in text
+    assert "- Nina Novak &lt;nina@acme.test&gt;: no Primetric manager or employee has the person's e-mail" in text

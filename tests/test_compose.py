@@ -196,6 +196,10 @@ def test_image_tags_and_base_image_equal_the_pinned_airflow(production, example_
     assert re.search(rf"^ARG AIRFLOW_VERSION={re.escape(version)}$", dockerfile, re.M), "Dockerfile's default ARG"
     assert re.search(r"^FROM apache/airflow:\$\{AIRFLOW_VERSION\}-python3\.11$", dockerfile, re.M)
     assert "-r /tmp/requirements/requirements.txt" in dockerfile
+    # The sync is installed as a package (with include/sql/ inside it), its dependencies only from the pins.
+    assert re.search(r"^RUN pip install --no-cache-dir --no-deps /tmp/primetric-harvest$", dockerfile, re.M)
+    for path in ("pyproject.toml", "src/", "include/"):
+        assert re.search(rf"^COPY .*\b{re.escape(path)} ", dockerfile, re.M), f"the image needs {path}"
 
 
 def test_every_mounted_host_path_exists_in_the_repository(production, demo):
@@ -216,8 +220,8 @@ def test_every_mounted_host_path_exists_in_the_repository(production, demo):
                 assert (ROOT / build["context"] / build["dockerfile"]).is_file(), name
     mounted = {
         v.split(":")[1] for v in production["airflow-scheduler"]["volumes"] if v.startswith(".")
-    }  # as Airflow's compose file does, plus include/ (our SQL)
-    assert {"/opt/airflow/dags", "/opt/airflow/plugins", "/opt/airflow/include"} <= mounted
+    }  # as Airflow's compose file does; the package (src/, include/sql/) is installed in the image
+    assert mounted == {"/opt/airflow/dags", "/opt/airflow/plugins"}
     assert checked > 0
 
 
@@ -325,4 +329,4 @@ def test_the_dag_and_alert_connections_come_from_env(production, example_env):
         assert key in env and key in example_env
     assert env["AIRFLOW__API_AUTH__JWT_SECRET"] == example_env["AIRFLOW__API_AUTH__JWT_SECRET"]
     assert env["AIRFLOW__API__BASE_URL"] == example_env["AIRFLOW__API__BASE_URL"]
-    assert env["PYTHONPATH"].split(":")[0] == "/opt/airflow/plugins"
+    assert "PYTHONPATH" not in env  # the package is installed; Airflow puts plugins/ on sys.path itself

@@ -77,3 +77,19 @@ def test_a_refused_token_fails_the_run_at_once_without_retries(linked, airflow_m
     extract = next(ti for ti in run.get_task_instances() if ti.task_id == "extract")
     assert (extract.state, extract.try_number) == ("failed", 1)  # not up_for_retry: retrying cannot help
     assert linked.snapshot() == before
+
+
+def test_an_account_id_given_as_login_is_the_account_the_dag_stores_users_under(
+    linked, airflow_metadata_db, monkeypatch
+):
+    """One rule for the account id (primetric_harvest.harvest_api.harvest_account_id), in the hook and the DAG:
+    a personal-token connection with the account id as its login syncs, and its Harvest users are stored
+    under that account, not under an empty one."""
+    conn = json.loads(os.environ["AIRFLOW_CONN_HARVEST_DEFAULT"])
+    account_id = conn["extra"].pop("account_id")
+    monkeypatch.setenv("AIRFLOW_CONN_HARVEST_DEFAULT", json.dumps({**conn, "login": account_id}))
+    linked.entry("bobby", 701, "2026-02-01", 1)
+    run = dagbag().dags["harvest_sync_7"].test(run_conf={"since": "2026-01-01"})
+    assert run.state == "success", run.state
+    stored = linked.sql("SELECT DISTINCT account_id FROM harvest_sync.harvest_users")
+    assert stored == [(account_id,)]

@@ -19,6 +19,7 @@ import requests
 
 from harvest_simulator import HarvestSimulator, SimulatorState
 from primetric_harvest.harvest_hook import HarvestAccessError, HarvestError, HarvestHook, HarvestResponseError
+from primetric_harvest.skip_reasons import SkipReason
 
 D = dt.date
 SINCE = D(2026, 1, 1)
@@ -309,9 +310,8 @@ def test_bad_records_are_kept_aside_with_their_reason_and_the_run_goes_on(fw, ca
     }
     line = next(r.getMessage() for r in caplog.records if "kept aside, not synced" in r.getMessage())
     assert f"{sum(by_reason.values())} entries: " in line
-    assert "3 invalid_hours (hours missing, negative or above 24)" in line
-    assert "2 invalid_spent_date (spent_date missing or not a real YYYY-MM-DD date)" in line
-    assert "1 unlinked_harvest_project (the entry's Harvest project is not linked to this project)" in line
+    for reason, n in (("invalid_hours", 3), ("invalid_spent_date", 2), ("unlinked_harvest_project", 1)):
+        assert f"{n} {reason} ({SkipReason(reason).text})" in line
     assert all(m[0] != 987654 for m in fw.missing(1))  # a bad record is not a missing teammate
 
     fw.sim.faults.clear()  # Harvest answers well again: a reset brings everything in, and nothing is kept aside

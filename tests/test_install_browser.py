@@ -63,7 +63,6 @@ def airflow_api(tmp_path_factory):
             "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}",
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db",
             "OAUTHLIB_INSECURE_TRANSPORT": "1",  # the simulated Harvest ID speaks http on 127.0.0.1
-            "PYTHONPATH": f"{ROOT / 'plugins'}:{ROOT}",
             "PATH": f"{BIN}:{os.environ['PATH']}",
             "PRIMETRIC_DAG_CACHE": str(home / "cache" / "dags.json"),
         }

@@ -29,7 +29,6 @@ ROOT = Path(__file__).resolve().parents[1]
 SINCE = dt.date(2026, 1, 1)
 CHILD = """
 import json, sys
-sys.path[:0] = [sys.argv[1] + "/plugins", sys.argv[1]]
 from primetric_harvest import pipeline
 pipeline.load(1, sys.argv[2], json.loads(sys.argv[3]), account_id=sys.argv[4])
 print("the load committed", flush=True)

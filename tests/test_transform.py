@@ -7,6 +7,7 @@ import pytest
 
 from primetric_harvest import transform as t
 from primetric_harvest.plan import InvalidSyncRequest, plan_sync
+from primetric_harvest.skip_reasons import SkipReason
 
 D = dt.date
 
@@ -97,9 +98,11 @@ def test_prevent_creation_keeps_only_assigned_people_and_reports_the_rest():
     assert result.worklogs["harvest_time_entry_id"].tolist() == [1]
     assert result.worklogs["assignment_id"].tolist() == [50]
     assert set(result.skipped["harvest_time_entry_id"]) == {2, 3}
-    assert set(result.skipped["reason"]) == {t.NOT_ASSIGNED_TO_PROJECT}
+    assert set(result.skipped["reason"]) == {SkipReason.NOT_ASSIGNED_TO_PROJECT}
     missing = t.summarize_missing_teammates(result.skipped, HARVEST_USERS)
-    assert missing[["harvest_user_id", "reason", "entries"]].values.tolist() == [[11, t.NOT_ASSIGNED_TO_PROJECT, 2]]
+    assert missing[["harvest_user_id", "reason", "entries"]].values.tolist() == [
+        [11, SkipReason.NOT_ASSIGNED_TO_PROJECT, 2]
+    ]
     assert missing.loc[0, "hours"] == 4 and missing.loc[0, "email"] == "sam@acme.test"
     assert (missing.loc[0, "first_work_date"], missing.loc[0, "last_work_date"]) == (D(2026, 2, 2), D(2026, 2, 3))
 
@@ -116,7 +119,9 @@ def test_unknown_person_is_a_missing_teammate():
     )
     assert result.worklogs.empty
     missing = t.summarize_missing_teammates(result.skipped, HARVEST_USERS)
-    assert missing[["harvest_user_id", "name", "reason"]].values.tolist() == [[12, "Nina New", t.NO_MATCHING_EMPLOYEE]]
+    assert missing[["harvest_user_id", "name", "reason"]].values.tolist() == [
+        [12, "Nina New", SkipReason.NO_MATCHING_EMPLOYEE]
+    ]
 
 
 def test_work_logs_attach_to_the_covering_assignment_else_the_nearest():
@@ -171,13 +176,13 @@ def test_without_trim_a_sync_assignment_spans_the_project():
 @pytest.mark.parametrize(
     ("row", "reason"),
     [
-        ((1, 7, 10, "2026-02-30", "1"), t.INVALID_SPENT_DATE),
-        ((1, 7, 10, None, "1"), t.INVALID_SPENT_DATE),
-        ((1, 7, 10, "2026-02-01", None), t.INVALID_HOURS),
-        ((1, 7, 10, "2026-02-01", "-1"), t.INVALID_HOURS),
-        ((1, 7, 10, "2026-02-01", "24.5"), t.INVALID_HOURS),
-        ((1, 8, 10, "2026-02-01", "1"), t.UNLINKED_HARVEST_PROJECT),
-        ((1, 7, 99, "2026-02-01", "1"), t.UNKNOWN_HARVEST_USER),
+        ((1, 7, 10, "2026-02-30", "1"), SkipReason.INVALID_SPENT_DATE),
+        ((1, 7, 10, None, "1"), SkipReason.INVALID_SPENT_DATE),
+        ((1, 7, 10, "2026-02-01", None), SkipReason.INVALID_HOURS),
+        ((1, 7, 10, "2026-02-01", "-1"), SkipReason.INVALID_HOURS),
+        ((1, 7, 10, "2026-02-01", "24.5"), SkipReason.INVALID_HOURS),
+        ((1, 8, 10, "2026-02-01", "1"), SkipReason.UNLINKED_HARVEST_PROJECT),
+        ((1, 7, 99, "2026-02-01", "1"), SkipReason.UNKNOWN_HARVEST_USER),
     ],
 )
 def test_bad_records_are_kept_aside_with_their_reason(row, reason):

@@ -29,7 +29,8 @@ from fastapi import Depends, FastAPI, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from primetric_harvest import oauth
-from primetric_harvest.harvest_hook import DEFAULT_BASE_URL
+from primetric_harvest.harvest_api import DEFAULT_BASE_URL, DEFAULT_ID_URL
+from primetric_harvest.names import HARVEST_CONN_ID
 from primetric_harvest.web_auth import login_redirect, require_admin, user_name
 
 PENDING_COOKIE = "harvest_install"
@@ -144,7 +145,7 @@ def index(request: Request, user: Admin) -> HTMLResponse:
         redirect_url=redirect_uri(request),
         status=status,
         api_url=status.get("api_url") or DEFAULT_BASE_URL,
-        id_url=status.get("id_url") or oauth.DEFAULT_ID_URL,
+        id_url=status.get("id_url") or DEFAULT_ID_URL,
         client_id=status.get("client_id") or "",
     )
 
@@ -156,7 +157,7 @@ def authorize(
     client_id: Annotated[str, Form()] = "",
     client_secret: Annotated[str, Form()] = "",
     api_url: Annotated[str, Form()] = DEFAULT_BASE_URL,
-    id_url: Annotated[str, Form()] = oauth.DEFAULT_ID_URL,
+    id_url: Annotated[str, Form()] = DEFAULT_ID_URL,
 ) -> Response:
     _same_origin(request)
     client_id, client_secret = client_id.strip(), client_secret.strip()
@@ -245,7 +246,7 @@ def finish(request: Request, user: Any, pending: dict, account: dict) -> Respons
     account_id = str(account["id"])
     me = oauth.check_administrator(pending["access_token"], account_id, pending["api_url"])
     oauth.save_connection(
-        oauth.HARVEST_CONN_ID,
+        HARVEST_CONN_ID,
         client_id=pending["client_id"],
         client_secret=pending["client_secret"],
         refresh_token=pending["refresh_token"],
@@ -259,6 +260,6 @@ def finish(request: Request, user: Any, pending: dict, account: dict) -> Respons
         account_id=account_id,
         account_name=account.get("name", ""),
         email=me.get("email", ""),
-        conn_id=oauth.HARVEST_CONN_ID,
+        conn_id=HARVEST_CONN_ID,
     )
     return _drop_pending(response, request)

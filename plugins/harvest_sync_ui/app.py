@@ -22,6 +22,7 @@ from pydantic import BaseModel
 
 from harvest_sync_ui import data
 from harvest_sync_ui.airflow_api import AirflowApi, AirflowApiError, ui_root
+from primetric_harvest.names import dag_id
 from primetric_harvest.web_auth import login_redirect, require_user, user_name
 
 log = logging.getLogger(__name__)
@@ -81,8 +82,8 @@ async def page_user(request: Request, bearer: HTTPAuthorizationCredentials | Non
 
 def _links(project_id: int) -> dict[str, str]:
     root = ui_root()
-    dag_id = data.dag_id(project_id)
-    return {"dag": f"{root}dags/{dag_id}", "runs": f"{root}dags/{dag_id}/runs"}
+    dag = dag_id(project_id)
+    return {"dag": f"{root}dags/{dag}", "runs": f"{root}dags/{dag}/runs"}
 
 
 def _run_view(run: dict) -> dict:
@@ -214,4 +215,4 @@ def api_sync(project_id: int, body: SyncRequest, request: Request, user: Any = D
 
 @app.get("/api/projects/{project_id}/runs/{run_id:path}")
 def api_run(project_id: int, run_id: str, request: Request, user: Any = Depends(require_user)):  # noqa: B008
-    return _run_view(AirflowApi.for_request(request).run(data.dag_id(project_id), run_id))
+    return _run_view(AirflowApi.for_request(request).run(dag_id(project_id), run_id))

@@ -13,20 +13,8 @@ from typing import Any
 from psycopg.rows import dict_row
 
 from primetric_harvest.db import connect, query
-
-REASONS = {
-    "no_matching_employee": "No Primetric manager or employee has this e-mail: add the person to Primetric",
-    "not_assigned_to_project": "In Primetric but not assigned to the project, and the project prevents the sync "
-    "from creating assignments: assign the person",
-    "invalid_spent_date": "Harvest entry with an invalid date",
-    "invalid_hours": "Harvest entry with invalid hours",
-    "unknown_harvest_user": "Harvest user unknown to the account",
-    "unlinked_harvest_project": "Harvest project not linked to this Primetric project",
-}
-
-
-def dag_id(project_id: int) -> str:
-    return f"harvest_sync_{project_id}"
+from primetric_harvest.names import PRIMETRIC_CONN_ID, dag_id
+from primetric_harvest.skip_reasons import SkipReason
 
 
 def age_text(age: dt.timedelta | None) -> str | None:
@@ -68,14 +56,14 @@ def _project(row: dict) -> dict:
     return out
 
 
-def projects(conn_id: str = "primetric_db") -> list[dict]:
+def projects(conn_id: str = PRIMETRIC_CONN_ID) -> list[dict]:
     """One dict per linked Primetric project, ordered by id."""
     with connect(conn_id) as conn, conn.cursor(row_factory=dict_row) as cur:
         cur.execute(query("ui", "projects"), {"project_id": None})
         return [_project(r) for r in cur.fetchall()]
 
 
-def project_detail(project_id: int, conn_id: str = "primetric_db") -> dict | None:
+def project_detail(project_id: int, conn_id: str = PRIMETRIC_CONN_ID) -> dict | None:
     """The project's row, its missing teammates and its skipped entries by reason; None if not linked."""
     p = {"project_id": project_id}
     with connect(conn_id) as conn, conn.cursor(row_factory=dict_row) as cur:
@@ -87,8 +75,9 @@ def project_detail(project_id: int, conn_id: str = "primetric_db") -> dict | Non
         missing = [{k: _plain(v) for k, v in r.items()} for r in cur.fetchall()]
         cur.execute(query("ui", "skipped_by_reason"), p)
         skipped = [{k: _plain(v) for k, v in r.items()} for r in cur.fetchall()]
-    for m in missing:
-        m["reason_text"] = REASONS.get(m["reason"], m["reason"])
-    for s in skipped:
-        s["reason_text"] = REASONS.get(s["reason"], s["reason"])
+    for row_ in (*missing, *skipped):
+        reason = SkipReason.find(row_["reason"])
+        row_["reason_text"] = (
+            f"{reason.text[:1].upper()}{reason.text[1:]}: {reason.action}" if reason else row_["reason"]
+        )
     return {**_project(row), "missing": missing, "skipped_by_reason": skipped}

@@ -33,7 +33,8 @@ from fastapi import Depends, HTTPException, Request, status
 from fastapi.responses import RedirectResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-HARVEST_CONN_ID = "harvest_default"
+from primetric_harvest.names import HARVEST_CONN_ID
+
 _bearer = HTTPBearer(auto_error=False)
 
 

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import datetime as dt
 
-from airflow.sdk import DAG, Asset, Param, task
+from airflow.sdk import DAG, Param, task
 
+from primetric_harvest.names import (
+    DAG_TAGS,
+    HARVEST_CONN_ID,
+    HARVEST_POOL,
+    PRIMETRIC_CONN_ID,
+    dag_id,
+    worklogs_asset,
+)
 from primetric_harvest.notify import FailureAlert
 from primetric_harvest.registry import LinkedProject, linked_projects
 
-HARVEST_POOL = "harvest_api"  # every project shares one Harvest account's rate limit
-HARVEST_CONN_ID = "harvest_default"
-TAGS = ["harvest", "primetric", "sync"]
 DEFAULT_ARGS = {
     "owner": "data-engineering",
     "retries": 2,
@@ -35,26 +40,27 @@ and named in the `report` task's log.
 
 Tasks: `extract` (Harvest → staging, in pool `{pool}`), `transform` (e-mail matching, assignment
 rules), `load` (one transaction), `report` (missing teammates). Connections: `{harvest_conn}`,
-`primetric_db`.
+`{primetric_conn}`.
 """
 
 
 def build_dag(project: LinkedProject) -> DAG:
     project_id = project.project_id
     with DAG(
-        dag_id=f"harvest_sync_{project_id}",
+        dag_id=dag_id(project_id),
         description=f"Harvest time entries → Primetric work logs of {project.name}",
         schedule="@daily",
         start_date=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
         catchup=False,
         max_active_runs=1,
-        tags=[*TAGS, f"project:{project_id}"],
+        tags=[*DAG_TAGS, f"project:{project_id}"],
         default_args={**DEFAULT_ARGS, "on_failure_callback": FailureAlert(project_id, project.name)},
         doc_md=DOC.format(
             name=project.name,
             project_id=project_id,
             pool=HARVEST_POOL,
             harvest_conn=HARVEST_CONN_ID,
+            primetric_conn=PRIMETRIC_CONN_ID,
             harvest=", ".join(map(str, project.harvest_project_ids)) or "none yet",
         ),
         params={
@@ -80,7 +86,7 @@ def build_dag(project: LinkedProject) -> DAG:
             from airflow.sdk.exceptions import AirflowFailException
 
             from primetric_harvest import pipeline
-            from primetric_harvest.harvest_hook import HarvestAccessError
+            from primetric_harvest.harvest_api import HarvestAccessError
             from primetric_harvest.plan import InvalidSyncRequest, backfill_window
 
             window = backfill_window(
@@ -122,15 +128,12 @@ def build_dag(project: LinkedProject) -> DAG:
     return dag
 
 
-def worklogs_asset(project_id: int) -> Asset:
-    """Updated by every successful load: schedule downstream DAGs (reports, billing) on it."""
-    return Asset(uri=f"primetric://worklogs/project/{project_id}", name=f"primetric_worklogs_project_{project_id}")
-
-
 def _account_id() -> str:
     from airflow.sdk import BaseHook
 
-    return str((BaseHook.get_connection(HARVEST_CONN_ID).extra_dejson or {}).get("account_id", ""))
+    from primetric_harvest.harvest_api import harvest_account_id
+
+    return harvest_account_id(BaseHook.get_connection(HARVEST_CONN_ID), HARVEST_CONN_ID)
 
 
 def build_linked_project_dags() -> dict[str, DAG]:

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import psycopg
 
-from primetric_harvest.db import PRIMETRIC_CONN_ID, conninfo, query
+from primetric_harvest.db import conninfo, query
+from primetric_harvest.names import PRIMETRIC_CONN_ID
 
 log = logging.getLogger(__name__)
 PARSE_TIMEOUT_SECONDS = 3

@@ -21,10 +21,13 @@ import pandas as pd
 import psycopg
 
 from primetric_harvest import transform as rules_
-from primetric_harvest.db import PRIMETRIC_CONN_ID, connect, query
-from primetric_harvest.harvest_hook import HarvestHook, HarvestResponseError
+from primetric_harvest.db import connect, query
+from primetric_harvest.harvest_api import HarvestResponseError
+from primetric_harvest.harvest_hook import HarvestHook
+from primetric_harvest.names import HARVEST_CONN_ID, PRIMETRIC_CONN_ID
 from primetric_harvest.plan import CLEAR, SyncPlan, plan_sync
 from primetric_harvest.rate_limit import PostgresRateLimiter
+from primetric_harvest.skip_reasons import SkipReason
 
 log = logging.getLogger(__name__)
 
@@ -170,7 +173,7 @@ def extract(
     params: dict,
     *,
     backfill: tuple[dt.date, dt.date] | None = None,
-    harvest_conn_id: str = "harvest_default",
+    harvest_conn_id: str = HARVEST_CONN_ID,
     primetric_conn_id: str = PRIMETRIC_CONN_ID,
 ) -> dict:
     """Decide the run's plan; fetch its Harvest users and time entries into staging.
@@ -433,21 +436,11 @@ def _set_assignment_spans(conn: psycopg.Connection, project: dict) -> None:
 
 
 # -- report --------------------------------------------------------------------------------------
-SKIPPED_REASONS = {
-    rules_.NO_MATCHING_EMPLOYEE: "no Primetric manager or employee has the person's e-mail",
-    rules_.NOT_ASSIGNED_TO_PROJECT: "the person is not assigned and new assignments are prevented",
-    rules_.INVALID_SPENT_DATE: "spent_date missing or not a real YYYY-MM-DD date",
-    rules_.INVALID_HOURS: f"hours missing, negative or above {rules_.MAX_HOURS_PER_ENTRY}",
-    rules_.UNKNOWN_HARVEST_USER: "the Harvest user is not in Harvest's user list",
-    rules_.UNLINKED_HARVEST_PROJECT: "the entry's Harvest project is not linked to this project",
-}
-
-
 def describe_skipped(by_reason: dict[str, int]) -> str:
-    """E.g. "3 entries: 2 invalid_hours (hours missing, negative or above 24), 1 ..." or "none"."""
+    """E.g. "3 entries: 2 invalid_hours (hours missing, not a number, ...), 1 ..." or "none"."""
     if not by_reason:
         return "none"
-    parts = [f"{n} {reason} ({SKIPPED_REASONS.get(reason, 'see detail')})" for reason, n in sorted(by_reason.items())]
+    parts = [f"{n} {reason} ({SkipReason.describe(reason)})" for reason, n in sorted(by_reason.items())]
     return f"{sum(by_reason.values())} entries: " + ", ".join(parts)
 
 

@@ -47,25 +47,25 @@ from airflow.sdk.exceptions import AirflowFailException
 from oauthlib.oauth2.rfc6749 import errors as oauth_errors
 from requests_oauthlib import OAuth2Session
 
-from primetric_harvest.db import PRIMETRIC_CONN_ID, connect, query
-from primetric_harvest.harvest_hook import (
+from primetric_harvest.db import connect, query
+from primetric_harvest.harvest_api import (
     DEFAULT_BASE_URL,
+    DEFAULT_ID_URL,
     DEFAULT_USER_AGENT,
     HarvestAccessError,
     HarvestError,
     administrator_refusal,
 )
+from primetric_harvest.names import HARVEST_CONN_ID, PRIMETRIC_CONN_ID
 
 log = logging.getLogger(__name__)
 
-DEFAULT_ID_URL = "https://id.getharvest.com"
 AUTHORIZE_PATH = "/oauth2/authorize"
 TOKEN_PATH = "/api/v2/oauth2/token"
 ACCOUNTS_PATH = "/api/v2/accounts"
 INSTALL_PATH = "/harvest-install"  # where the plugin mounts the install page on the API server
 CALLBACK_PATH = f"{INSTALL_PATH}/callback"
 APP_NAME = "Primetric Airflow sync"  # what the administrator names the Harvest OAuth2 application
-HARVEST_CONN_ID = "harvest_default"
 # Our keys in the connection's extra (besides harvest_hook.OWN_EXTRA_KEYS): never HTTP headers.
 OAUTH_EXTRA_KEYS = {"refresh_token", "oauth_base_url", "token_store_conn_id"}
 REFRESH_MARGIN_SECONDS = 120.0

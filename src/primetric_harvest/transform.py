@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from primetric_harvest.skip_reasons import MISSING_TEAMMATE_REASONS, SkipReason
+
 ENTRY_COLUMNS = [
     "harvest_time_entry_id",
     "harvest_project_id",
@@ -51,14 +53,6 @@ SKIPPED_COLUMNS = [
     "detail",
 ]
 
-# Reasons an entry is kept aside. The first two name a missing teammate; the rest a bad record.
-NO_MATCHING_EMPLOYEE = "no_matching_employee"
-NOT_ASSIGNED_TO_PROJECT = "not_assigned_to_project"
-MISSING_TEAMMATE_REASONS = (NO_MATCHING_EMPLOYEE, NOT_ASSIGNED_TO_PROJECT)
-INVALID_SPENT_DATE = "invalid_spent_date"
-INVALID_HOURS = "invalid_hours"
-UNKNOWN_HARVEST_USER = "unknown_harvest_user"
-UNLINKED_HARVEST_PROJECT = "unlinked_harvest_project"
 
 # Only these Primetric roles log work; administrators do not.
 WORKING_ROLES = ("manager", "employee")
@@ -91,10 +85,10 @@ def empty_frame(columns: list[str]) -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series(dtype="object") for c in columns})
 
 
-def _skip(entries: pd.DataFrame, reason: str, detail: pd.Series | str) -> pd.DataFrame:
+def _skip(entries: pd.DataFrame, reason: SkipReason, detail: pd.Series | str | None = None) -> pd.DataFrame:
     out = entries.reindex(columns=[c for c in SKIPPED_COLUMNS if c in entries.columns]).copy()
-    out["reason"] = reason
-    out["detail"] = detail
+    out["reason"] = reason.value  # the plain code: database drivers may write an enum by its name
+    out["detail"] = reason.text if detail is None else detail
     return out.reindex(columns=SKIPPED_COLUMNS)
 
 
@@ -119,28 +113,28 @@ def validate_entries(
             [
                 _skip(
                     entries[bad_date],
-                    INVALID_SPENT_DATE,
+                    SkipReason.INVALID_SPENT_DATE,
                     "spent_date "
                     + entries.loc[bad_date, "spent_date"].astype("string").fillna("missing")
                     + " is not a YYYY-MM-DD date",
                 ),
                 _skip(
                     entries[bad_hours],
-                    INVALID_HOURS,
+                    SkipReason.INVALID_HOURS,
                     "hours "
                     + entries.loc[bad_hours, "hours"].astype("string").fillna("missing")
                     + f" is not a number from 0 to {MAX_HOURS_PER_ENTRY}",
                 ),
                 _skip(
                     entries[unlinked],
-                    UNLINKED_HARVEST_PROJECT,
+                    SkipReason.UNLINKED_HARVEST_PROJECT,
                     "Harvest project "
                     + entries.loc[unlinked, "harvest_project_id"].astype("string")
                     + " is not linked to this project",
                 ),
                 _skip(
                     entries[unknown_user],
-                    UNKNOWN_HARVEST_USER,
+                    SkipReason.UNKNOWN_HARVEST_USER,
                     "Harvest user "
                     + entries.loc[unknown_user, "harvest_user_id"].astype("string")
                     + " is not in Harvest's user list",
@@ -216,7 +210,7 @@ def plan_work_logs(
     valid = valid.merge(matches, on="harvest_user_id", how="left")
 
     unmatched = valid["employee_id"].isna()
-    no_employee = _skip(valid[unmatched], NO_MATCHING_EMPLOYEE, "no Primetric manager or employee has this e-mail")
+    no_employee = _skip(valid[unmatched], SkipReason.NO_MATCHING_EMPLOYEE)
     matched = valid[~unmatched].copy()
     matched["employee_id"] = matched["employee_id"].astype("int64")
     matched["assignment_id"] = attach_assignments(matched, assignments)
@@ -225,8 +219,7 @@ def plan_work_logs(
     if rules.prevent_new_assignment_creation:
         not_assigned = _skip(
             matched[unassigned],
-            NOT_ASSIGNED_TO_PROJECT,
-            "not assigned to the project and new assignment creation is prevented",
+            SkipReason.NOT_ASSIGNED_TO_PROJECT,
         )
         matched = matched[~unassigned]
     else:
@@ -271,7 +264,7 @@ def assignment_spans(work_spans: pd.DataFrame, rules: ProjectRules) -> pd.DataFr
 def summarize_missing_teammates(skipped: pd.DataFrame, harvest_users: pd.DataFrame) -> pd.DataFrame:
     """One row per Harvest user whose hours could not land, with what a manager needs to add them."""
     columns = ["harvest_user_id", "email", "name", "reason", "entries", "hours", "first_work_date", "last_work_date"]
-    missing = skipped[skipped["reason"].isin(MISSING_TEAMMATE_REASONS)]
+    missing = skipped[skipped["reason"].isin([r.value for r in MISSING_TEAMMATE_REASONS])]
     if missing.empty:
         return empty_frame(columns)
     missing = missing.assign(
@@ -280,7 +273,11 @@ def summarize_missing_teammates(skipped: pd.DataFrame, harvest_users: pd.DataFra
     )
     # A person has one reason; "not assigned" is the more specific one when both occur.
     reason = missing.groupby("harvest_user_id")["reason"].agg(
-        lambda r: NOT_ASSIGNED_TO_PROJECT if (r == NOT_ASSIGNED_TO_PROJECT).any() else NO_MATCHING_EMPLOYEE
+        lambda r: (
+            SkipReason.NOT_ASSIGNED_TO_PROJECT.value
+            if (r == SkipReason.NOT_ASSIGNED_TO_PROJECT).any()
+            else SkipReason.NO_MATCHING_EMPLOYEE.value
+        )
     )
     grouped = missing.groupby("harvest_user_id").agg(
         entries=("harvest_time_entry_id", "count"),

@@ -3,21 +3,27 @@
 from __future__ import annotations
 
 import functools
-import os
+import importlib.resources
 import re
-from pathlib import Path
+from importlib.resources.abc import Traversable
 
 import psycopg
 from psycopg import sql as pgsql
 
-PRIMETRIC_CONN_ID = "primetric_db"
-SQL_DIR = Path(os.environ.get("PRIMETRIC_SQL_DIR", Path(__file__).resolve().parents[2] / "include" / "sql"))
+from primetric_harvest.names import PRIMETRIC_CONN_ID
+
 _NAME = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
+
+
+def sql_dir() -> Traversable:
+    """include/sql/: installed as the package ``primetric_harvest.sql`` (pyproject.toml maps the folder), so
+    this is the checkout's folder under an editable install and the package's copy in a deployment."""
+    return importlib.resources.files("primetric_harvest.sql")
 
 
 @functools.cache
 def _statements(file: str) -> dict[str, str]:
-    text = (SQL_DIR / f"{file}.sql").read_text()
+    text = (sql_dir() / f"{file}.sql").read_text()
     parts = _NAME.split(text)
     # parts: [preamble, name1, body1, name2, body2, ...]; comments above a name belong to it.
     return {name: body.strip() for name, body in zip(parts[1::2], parts[2::2], strict=True)}
@@ -28,7 +34,7 @@ def query(file: str, name: str, **identifiers: str) -> str | pgsql.Composed:
     try:
         text = _statements(file)[name]
     except KeyError:
-        raise KeyError(f"no statement '-- name: {name}' in {SQL_DIR / file}.sql") from None
+        raise KeyError(f"no statement '-- name: {name}' in {sql_dir() / file}.sql") from None
     if not identifiers:
         return text
     return pgsql.SQL(text).format(**{k: pgsql.Identifier(*v.split(".")) for k, v in identifiers.items()})

@@ -8,35 +8,41 @@ from __future__ import annotations
 import hashlib
 import logging
 
-from primetric_harvest.db import SQL_DIR, connect, query
+from primetric_harvest.db import connect, query, sql_dir
+from primetric_harvest.names import PRIMETRIC_CONN_ID
 
 log = logging.getLogger(__name__)
-MIGRATIONS_DIR = SQL_DIR / "migrations"
 
 
-def migrate(conn_id: str = "primetric_db") -> list[str]:
+def migrations() -> list:
+    """include/sql/migrations/*.sql in the order they apply."""
+    return sorted((f for f in (sql_dir() / "migrations").iterdir() if f.name.endswith(".sql")), key=lambda f: f.name)
+
+
+def migrate(conn_id: str = PRIMETRIC_CONN_ID) -> list[str]:
     applied = []
     with connect(conn_id) as conn:
         conn.execute(query("schema_migrations", "lock"))
         conn.execute(query("schema_migrations", "bootstrap"))
         conn.commit()
         done = dict(conn.execute(query("schema_migrations", "applied")).fetchall())
-        for path in sorted(MIGRATIONS_DIR.glob("*.sql")):
+        for path in migrations():
             text = path.read_text()
+            version = path.name.removesuffix(".sql")
             checksum = hashlib.sha256(text.encode()).hexdigest()
-            if path.stem in done:
-                if done[path.stem] != checksum:
+            if version in done:
+                if done[version] != checksum:
                     log.warning("migration %s changed since it was applied; not applied again", path.name)
                 continue
             with conn.transaction():
                 conn.execute(text)
-                conn.execute(query("schema_migrations", "record"), {"version": path.stem, "checksum": checksum})
-            applied.append(path.stem)
+                conn.execute(query("schema_migrations", "record"), {"version": version, "checksum": checksum})
+            applied.append(version)
         conn.execute(query("schema_migrations", "unlock"))
     return applied
 
 
-def create_database_if_missing(conn_id: str = "primetric_db") -> None:
+def create_database_if_missing(conn_id: str = PRIMETRIC_CONN_ID) -> None:
     """Create the connection's database when the server has none of that name (a fresh machine)."""
     import psycopg
     from psycopg import sql as pgsql

@@ -22,10 +22,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-log = logging.getLogger(__name__)
+from primetric_harvest.names import ALERTS_SLACK_CONN_ID as SLACK_CONN_ID
+from primetric_harvest.names import ALERTS_SMTP_CONN_ID as SMTP_CONN_ID
+from primetric_harvest.names import PRIMETRIC_CONN_ID
+from primetric_harvest.skip_reasons import SkipReason
 
-SLACK_CONN_ID = "harvest_alerts_slack"
-SMTP_CONN_ID = "harvest_alerts_smtp"
+log = logging.getLogger(__name__)
 MAX_ERROR_CHARS = 300
 
 
@@ -184,13 +186,11 @@ def people_to_notice(missing, noticed):
 
 
 def _describe(row) -> str:
-    reason = {
-        "no_matching_employee": "no Primetric employee has this e-mail",
-        "not_assigned_to_project": "not assigned to the project (and the sync may not create assignments)",
-    }.get(row.reason, row.reason)
+    reason = SkipReason.describe(row.reason)
+    action = getattr(SkipReason.find(row.reason), "action", None)
     days = f"{row.first_work_date} to {row.last_work_date}" if row.first_work_date else "no dates"
     who = f"{row.name or '(no name)'} <{row.email or 'no e-mail'}>"
-    return f"{who}: {reason}; {row.entries} entries, {row.hours} h, {days}"
+    return f"{who}: {reason}; {row.entries} entries, {row.hours} h, {days}" + (f"; to do: {action}" if action else "")
 
 
 def notice_message(project_id: int, project_name: str, people, link: str | None) -> Message:
@@ -201,7 +201,7 @@ def notice_message(project_id: int, project_name: str, people, link: str | None)
         lines=(
             "These people log time in Harvest, but their hours cannot become Primetric work logs:",
             *(f"- {_describe(row)}" for row in people.itertuples()),
-            "Add them to Primetric (or to the project); the next sync picks up all their hours.",
+            "Once they are in Primetric (and on the project), the next sync picks up all their hours.",
         ),
         link=link,
         link_text="Report log",
@@ -225,7 +225,7 @@ def notice_missing_teammates(
     """
     import pandas as pd
 
-    from primetric_harvest.db import PRIMETRIC_CONN_ID, connect, query
+    from primetric_harvest.db import connect, query
 
     def frame(conn, name: str, params: dict) -> pd.DataFrame:
         cur = conn.execute(query("notices", name), params)

@@ -26,11 +26,20 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from primetric_harvest.harvest_api import (
+    DEFAULT_BASE_URL,
+    DEFAULT_USER_AGENT,
+    MAX_PER_PAGE,
+    HarvestAccessError,
+    HarvestError,
+    HarvestResponseError,
+    administrator_refusal,
+    harvest_account_id,
+)
+from primetric_harvest.names import HARVEST_CONN_ID
+
 log = logging.getLogger(__name__)
 
-DEFAULT_BASE_URL = "https://api.harvestapp.com"
-DEFAULT_USER_AGENT = "Primetric Harvest Sync (integrations@primetric.example)"
-MAX_PER_PAGE = 2000
 # Our keys in the connection's extra: Harvest must never receive them as headers.
 OWN_EXTRA_KEYS = {"account_id", "user_agent", "timeout", "rate_limit_requests", "rate_limit_seconds"}
 # Retries of transient faults (5xx, dropped connections, timeouts, unreadable bodies): per request,
@@ -38,18 +47,6 @@ OWN_EXTRA_KEYS = {"account_id", "user_agent", "timeout", "rate_limit_requests", 
 OWN_EXTRA_KEYS |= {"max_attempts", "retry_wait_seconds", "retry_max_wait_seconds"}
 # OAuth2 connections (primetric_harvest.oauth): login/password = client id/secret, token store in Postgres.
 OWN_EXTRA_KEYS |= {"refresh_token", "oauth_base_url", "token_store_conn_id"}
-
-
-class HarvestError(RuntimeError):
-    """A Harvest call failed in a way a retry will not fix; the message says what to do."""
-
-
-class HarvestAccessError(HarvestError):
-    """401/403/404, or a token that is not an administrator's."""
-
-
-class HarvestResponseError(HarvestError):
-    """The answer was not Harvest's shape."""
 
 
 class _Retryable(Exception):
@@ -107,7 +104,7 @@ class HarvestHook:
     """Harvest API v2 client bound to one Airflow connection (and so one Harvest account)."""
 
     conn_name_attr = "harvest_conn_id"
-    default_conn_name = "harvest_default"
+    default_conn_name = HARVEST_CONN_ID
     conn_type = "http"
     hook_name = "Harvest"
 
@@ -136,9 +133,7 @@ class HarvestHook:
         if conn.port:
             host = f"{host}:{conn.port}"
         self.base_url = host
-        self.account_id = str(extra.get("account_id") or conn.login or "").strip()
-        if not self.account_id:
-            raise HarvestError(f"Connection {harvest_conn_id!r} has no Harvest account id: set extra.account_id.")
+        self.account_id = harvest_account_id(conn, harvest_conn_id)
         self.timeout = float(extra.get("timeout", 30))
         self.max_attempts = max(1, int(extra.get("max_attempts", self.max_attempts)))
         self.retry_wait = (float(extra.get("retry_wait_seconds", 0.5)), float(extra.get("retry_max_wait_seconds", 8)))
@@ -151,8 +146,6 @@ class HarvestHook:
         if extra.get("refresh_token"):
             from primetric_harvest.oauth import OAuthTokenSource
 
-            if not extra.get("account_id"):
-                raise HarvestError(f"OAuth2 connection {harvest_conn_id!r} has no extra.account_id.")
             self.oauth = OAuthTokenSource.from_connection(
                 harvest_conn_id, conn, where=self._where(), timeout=self.timeout
             )
@@ -447,17 +440,6 @@ def _entry_day(entry: object) -> dt.date | None:
         return dt.date.fromisoformat(spent) if isinstance(spent, str) and len(spent) == 10 else None
     except ValueError:
         return None
-
-
-def administrator_refusal(me: dict[str, Any]) -> str | None:
-    """Why a `/v2/users/me` answer is not an administrator's, or None: a lesser token sees a silent subset."""
-    roles = me.get("access_roles") or []
-    if "administrator" in roles:
-        return None
-    return (
-        f"it belongs to {me.get('email', 'a user')} with roles {', '.join(roles) or 'none'}, not an administrator; "
-        "only an administrator's token sees every time entry"
-    )
 
 
 def _http_date(value: str | None) -> dt.datetime | None:

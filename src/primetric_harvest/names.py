@@ -1,0 +1,54 @@
+"""The Airflow-facing names of the sync, in one place: connection ids, the pool, DAG ids, the asset.
+
+Everything that must agree between the DAG file, the pages, the scripts and the tests is defined here and
+imported; nothing here imports Airflow or pandas at module level (the UI and the DAG parse import it).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from airflow.sdk import Asset
+
+# Connections (any Airflow way: UI, environment variable, secrets backend).
+HARVEST_CONN_ID = "harvest_default"  # the Harvest account: personal access token or OAuth2 client
+PRIMETRIC_CONN_ID = "primetric_db"  # the Primetric PostgreSQL database (and the sync's own schemas)
+ALERTS_SLACK_CONN_ID = "harvest_alerts_slack"  # failure alerts and notices, if it exists
+ALERTS_SMTP_CONN_ID = "harvest_alerts_smtp"  # else these, if it exists
+
+# Every project's extract shares one Harvest account's rate limit: one pool bounds them together.
+HARVEST_POOL = "harvest_api"
+HARVEST_POOL_SLOTS = 4
+HARVEST_POOL_DESCRIPTION = "Harvest API calls (one account)"
+
+DAG_ID_PREFIX = "harvest_sync_"
+DAG_TAGS = ("harvest", "primetric", "sync")
+_DAG_ID = re.compile(rf"^{DAG_ID_PREFIX}(\d+)$")
+
+
+def dag_id(project_id: int) -> str:
+    """The DAG of one linked Primetric project: ``harvest_sync_<project id>``."""
+    return f"{DAG_ID_PREFIX}{int(project_id)}"
+
+
+def project_id_of(dag_id_: str) -> int | None:
+    """The Primetric project id of a sync DAG id, None for any other DAG."""
+    match = _DAG_ID.match(dag_id_)
+    return int(match.group(1)) if match else None
+
+
+def worklogs_asset_uri(project_id: int) -> str:
+    return f"primetric://worklogs/project/{int(project_id)}"
+
+
+def worklogs_asset_name(project_id: int) -> str:
+    return f"primetric_worklogs_project_{int(project_id)}"
+
+
+def worklogs_asset(project_id: int) -> Asset:
+    """A project's work logs as an Airflow asset: downstream DAGs (reports, billing) schedule on it."""
+    from airflow.sdk import Asset
+
+    return Asset(uri=worklogs_asset_uri(project_id), name=worklogs_asset_name(project_id))
