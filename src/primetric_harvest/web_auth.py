@@ -65,6 +65,48 @@ def is_admin(user: Any) -> bool:
     )
 
 
+# -- what a user may do with a project's sync: Airflow's auth manager decides, per DAG -------------------
+# So FAB's (or any auth manager's) per-DAG permissions apply to our pages exactly as to Airflow's own UI.
+VIEW = "view"  # see the project's sync, its settings and runs (read access to the DAG)
+OPERATE = "operate"  # change its settings and links, trigger it, clear its data (trigger the DAG = create a run)
+SET_UP = "set up"  # link a project that has no DAG yet (edit DAGs in general: there is no DAG to ask about)
+
+_PERMISSION_WORDING = {
+    VIEW: "read access to DAG {dag}",
+    OPERATE: "permission to trigger DAG {dag} (create DAG runs)",
+    SET_UP: "permission to edit DAGs",
+}
+
+
+def may(user: Any, action: str, dag_id: str | None = None) -> bool:
+    """Whether ``user`` may ``action`` (VIEW, OPERATE, SET_UP) the sync DAG ``dag_id``."""
+    from airflow.api_fastapi.app import get_auth_manager
+    from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity, DagDetails
+
+    manager = get_auth_manager()
+    details = DagDetails(id=dag_id) if dag_id else None
+    if action == VIEW:
+        return manager.is_authorized_dag(method="GET", details=details, user=user)
+    if action == OPERATE:
+        return manager.is_authorized_dag(
+            method="POST", access_entity=DagAccessEntity.RUN, details=details, user=user
+        ) and manager.is_authorized_dag(method="GET", details=details, user=user)
+    if action == SET_UP:
+        return manager.is_authorized_dag(method="PUT", user=user)
+    raise ValueError(f"unknown action {action!r}; expected {VIEW!r}, {OPERATE!r} or {SET_UP!r}")
+
+
+def require(user: Any, action: str, dag_id: str | None = None) -> None:
+    """403 naming the missing permission unless ``user`` may ``action`` the DAG ``dag_id``."""
+    if not may(user, action, dag_id):
+        needed = _PERMISSION_WORDING[action].format(dag=dag_id or "")
+        raise HTTPException(
+            status_code=status.HTTP_403_FORBIDDEN,
+            detail=f"Airflow user {user_name(user)!r} may not {action} this project's Harvest sync: "
+            f"it needs {needed}. Ask an Airflow administrator.",
+        )
+
+
 async def require_admin(user: Annotated[Any, Depends(require_user)]) -> Any:
     """The caller's Airflow user if an administrator, else 403."""
     if not is_admin(user):
