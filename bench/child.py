@@ -15,7 +15,8 @@ import pandas  # noqa: F401
 import psutil
 import psycopg  # noqa: F401
 
-from primetric_harvest import pipeline
+from primetric_harvest import tasks
+from primetric_harvest.results import Extracted, Loaded, Transformed, from_xcom, to_xcom
 
 
 def _rss_mb() -> float:
@@ -24,11 +25,12 @@ def _rss_mb() -> float:
 
 def _xcom(value):
     """What an XCom round trip leaves of a task's return value (JSON)."""
-    return json.loads(json.dumps(value, default=str))
+    return json.loads(json.dumps(to_xcom(value)))
 
 
 def run_step(conn, env: dict, log_path: str, step: str, kwargs: dict) -> None:
-    """One pipeline step, called the way the DAG's task calls it; sends back its result and resources."""
+    """One step, called the way the DAG's task calls it (primetric_harvest.tasks); sends back its result (as
+    XCom) and the resources it used."""
     os.environ.update(env)
     logging.basicConfig(
         filename=log_path,
@@ -39,15 +41,17 @@ def run_step(conn, env: dict, log_path: str, step: str, kwargs: dict) -> None:
     start_rss = _rss_mb()
     started = time.perf_counter()
     try:
-        project_id, run_id = kwargs["project_id"], kwargs["run_id"]
+        run = tasks.SyncRun(kwargs["project_id"], f"Project {kwargs['project_id']}", kwargs["run_id"], kwargs["params"])
+        extracted = from_xcom(Extracted, kwargs["extracted"]) if step != "extract" else None
         if step == "extract":
-            result = pipeline.extract(project_id, run_id, kwargs["params"], harvest_conn_id="harvest_default")
+            result = tasks.extract(run)
         elif step == "transform":
-            result = pipeline.transform(project_id, run_id, kwargs["extracted"])
+            result = tasks.transform(run, extracted)
         elif step == "load":
-            result = pipeline.load(project_id, run_id, kwargs["extracted"], account_id=kwargs["account_id"])
+            result = tasks.load(run, extracted)
         elif step == "report":
-            result = pipeline.report(project_id, account_id=kwargs["account_id"])
+            transformed, loaded = from_xcom(Transformed, kwargs["transformed"]), from_xcom(Loaded, kwargs["loaded"])
+            result = tasks.report(run, extracted, transformed, loaded)[0]
         else:
             raise ValueError(f"unknown step {step!r}")
         seconds = time.perf_counter() - started

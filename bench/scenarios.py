@@ -15,7 +15,7 @@ from pathlib import Path
 import psycopg
 
 from bench import world
-from bench.simproc import ACCOUNT_ID, SimProcess, SimSpec
+from bench.simproc import SimProcess, SimSpec
 from bench.steps import RunResult, parse_dag_file, run_dag
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -99,9 +99,7 @@ class Bench:
 
     def _run(self, dsn: str, sim: SimProcess, project_id: int, params: dict, label: str) -> RunResult:
         run_id = f"bench__{label}__{uuid.uuid4().hex[:8]}"
-        return run_dag(
-            project_id, run_id, params, env=self._env(dsn, sim), log_path=self.log_path, account_id=ACCOUNT_ID
-        )
+        return run_dag(project_id, run_id, params, env=self._env(dsn, sim), log_path=self.log_path)
 
     def _prepare(self, dsn: str, sim: SimProcess, projects: dict[int, list[int]]) -> None:
         world.seed_people(dsn, sim.call("users"))
@@ -370,7 +368,6 @@ class Bench:
                     {"since": SINCE.isoformat()},
                     env=self._env(dsn, sim),
                     log_path=self.log_path,
-                    account_id=ACCOUNT_ID,
                     harvest_pool=pool,
                 )
 

@@ -101,18 +101,18 @@ def run_dag(
     *,
     env: dict,
     log_path: str,
-    account_id: str,
     harvest_pool: contextlib.AbstractContextManager | None = None,
 ) -> RunResult:
     """One DAG run, each task in its own process; ``harvest_pool`` stands for the `harvest_api` pool slot."""
     run = RunResult()
     started = time.perf_counter()
-    common = {"env": env, "log_path": log_path, "project_id": project_id, "run_id": run_id}
+    common = {"env": env, "log_path": log_path, "project_id": project_id, "run_id": run_id, "params": params}
     with harvest_pool or contextlib.nullcontext():
-        run.steps["extract"] = run_step("extract", params=params, **common)
+        run.steps["extract"] = run_step("extract", **common)
     extracted = run.steps["extract"]["result"]
     run.steps["transform"] = run_step("transform", extracted=extracted, **common)
-    run.steps["load"] = run_step("load", extracted=extracted, account_id=account_id, **common)
-    run.steps["report"] = run_step("report", account_id=account_id, **common)
+    run.steps["load"] = run_step("load", extracted=extracted, **common)
+    transformed, loaded = run.steps["transform"]["result"], run.steps["load"]["result"]
+    run.steps["report"] = run_step("report", extracted=extracted, transformed=transformed, loaded=loaded, **common)
     run.wall_seconds = time.perf_counter() - started
     return run

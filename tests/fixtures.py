@@ -3,6 +3,7 @@ on a real port, and helpers that run a project's sync through the real pipeline 
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import itertools
 import json
@@ -16,6 +17,7 @@ import psycopg
 import pytest
 
 from harvest_simulator import HarvestSimulator, SimulatorState
+from primetric_harvest.tasks import RunOutcome, SyncRun, run_steps
 
 PG = os.environ.get("PRIMETRIC_DSN", "postgresql://postgres@127.0.0.1:5432")
 ACCOUNT_ID = "123456"
@@ -29,6 +31,16 @@ def airflow_cli(*args: str, env: dict | None = None, timeout: int = 300) -> subp
     env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", **(env or {})}
     return subprocess.run([os.path.join(bin_dir, "airflow"), *args], env=env, capture_output=True, text=True,
                           timeout=timeout)  # fmt: skip
+
+
+@contextlib.contextmanager
+def fails_at_once(cause: type[BaseException], match: str):
+    """The step fails for good (AirflowFailException: Airflow does not retry it), because of ``cause``."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    with pytest.raises(AirflowFailException, match=match) as caught:
+        yield caught
+    assert isinstance(caught.value, cause) or isinstance(caught.value.__cause__, cause), repr(caught.value.__cause__)
 
 
 def _admin(sql: str) -> None:
@@ -208,17 +220,18 @@ class World:
         ]
         return {t: self.sql(f"SELECT * FROM {t} ORDER BY 1, 2") for t in tables}
 
-    def sync(self, project_id: int, **params) -> dict:
-        """One run of the project's sync through the real pipeline code (what the DAG's tasks call)."""
-        from primetric_harvest import pipeline
-
-        run_id = f"test__{uuid.uuid4().hex}"
-        params = {"since": None, "clear_data": False, **params}
-        extracted = pipeline.extract(project_id, run_id, params)
-        transformed = pipeline.transform(project_id, run_id, extracted)
-        loaded = pipeline.load(project_id, run_id, extracted, account_id=ACCOUNT_ID)
-        reported = pipeline.report(project_id, account_id=ACCOUNT_ID)
-        return {"extract": extracted, "transform": transformed, "load": loaded, "report": reported}
+    def sync(self, project_id: int, *, backfill: tuple[dt.date, dt.date] | None = None, **params) -> RunOutcome:
+        """One run of the project's sync through the DAG's own task code (primetric_harvest.tasks), in this
+        process: extract, transform, load and report, their results handed on as XCom."""
+        (name,) = self.sql("SELECT name FROM primetric.projects WHERE id = %s", (project_id,))[0]
+        run = SyncRun(
+            project_id,
+            name,
+            f"test__{uuid.uuid4().hex}",
+            {"since": None, "clear_data": False, **params},
+            backfill,
+        )
+        return run_steps(run)
 
 
 @pytest.fixture

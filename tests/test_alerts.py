@@ -251,18 +251,23 @@ def test_two_runs_the_same_day_send_one_notice(apollo, metadata_db, mailbox):
     assert [(p, c) for p, _, c in _notice_rows(apollo)] == [(7, "smtp")]
 
 
+def _today(world) -> dt.date:
+    """The day notices are counted in: the Primetric database's current date."""
+    return world.sql("SELECT current_date")[0][0]
+
+
 def test_a_new_missing_person_is_named_in_the_next_days_notice_only(apollo, metadata_db, mailbox):
     from primetric_harvest import notify
 
-    today = D(2026, 11, 2)
-    apollo.sync(7, since="2026-01-01")
-    assert notify.notice_missing_teammates(7, "Apollo", today=today)["noticed"] == 1
+    today = _today(apollo)
+    apollo.sync(7, since="2026-01-01")  # its report sends today's notice: Nina
+    assert len(mailbox.messages) == 1
 
     apollo.harvest_user("omar", "omar@acme.test", "Omar", "Odd")
     apollo.entry("omar", 701, "2026-02-05", 4)
-    apollo.sync(7)
-    assert notify.notice_missing_teammates(7, "Apollo", today=today) == {"noticed": 0, "pending": 1, "channel": None}
+    apollo.sync(7)  # Omar is new, but today's notice went out already
     assert len(mailbox.messages) == 1
+    assert notify.notice_missing_teammates(7, "Apollo", today=today) == {"noticed": 0, "pending": 1, "channel": None}
 
     tomorrow = notify.notice_missing_teammates(7, "Apollo", today=today + dt.timedelta(days=1))
     assert tomorrow == {"noticed": 1, "pending": 0, "channel": "smtp"}
@@ -275,36 +280,37 @@ def test_a_new_missing_person_is_named_in_the_next_days_notice_only(apollo, meta
 def test_a_person_who_comes_back_to_the_list_is_news_again(apollo, metadata_db, mailbox):
     from primetric_harvest import notify
 
-    apollo.sync(7, since="2026-01-01")
-    notify.notice_missing_teammates(7, "Apollo", today=D(2026, 11, 2))
+    apollo.sync(7, since="2026-01-01")  # names Nina
     apollo.employee(2, "nina@acme.test", "Nina")  # added to Primetric: she syncs, no longer missing
     apollo.sync(7)
     assert apollo.missing(7) == []
-    notify.notice_missing_teammates(7, "Apollo", today=D(2026, 11, 3))
     assert apollo.sql("SELECT count(*) FROM harvest_sync.noticed_teammates")[0][0] == 0
     assert len(mailbox.messages) == 1
 
+    apollo.sql("DELETE FROM primetric.employees WHERE id = 2")  # gone again: missing again, news again
+    apollo.sync(7)
+    tomorrow = _today(apollo) + dt.timedelta(days=1)
+    assert notify.notice_missing_teammates(7, "Apollo", today=tomorrow)["noticed"] == 1
+    assert len(mailbox.messages) == 2 and "Nina Novak" in mailbox.bodies()[1]
 
-def test_a_notice_that_could_not_be_sent_is_sent_by_the_next_run(apollo, metadata_db, mailbox, monkeypatch):
-    from primetric_harvest import notify
 
-    apollo.sync(7, since="2026-01-01")
+def test_a_notice_that_could_not_be_sent_is_sent_by_the_next_run(apollo, metadata_db, mailbox, monkeypatch, caplog):
     monkeypatch.setenv("AIRFLOW_CONN_HARVEST_ALERTS_SMTP", mailbox.connection(port=_free_port()))
-    with pytest.raises(Exception, match=r"(?i)connect|refused"):
-        notify.notice_missing_teammates(7, "Apollo", today=D(2026, 11, 2))
+    with caplog.at_level(logging.ERROR, logger="primetric_harvest.notify"):
+        apollo.sync(7, since="2026-01-01")  # the sync succeeds; its notice cannot be sent
+    assert any("could not send the missing-teammate notice of project 7" in r.getMessage() for r in caplog.records)
     assert _notice_rows(apollo) == []
     assert apollo.sql("SELECT count(*) FROM harvest_sync.noticed_teammates")[0][0] == 0
 
     monkeypatch.setenv("AIRFLOW_CONN_HARVEST_ALERTS_SMTP", mailbox.connection())
-    assert notify.notice_missing_teammates(7, "Apollo", today=D(2026, 11, 2))["noticed"] == 1
-    assert len(mailbox.messages) == 1
+    apollo.sync(7)  # the next run sends it
+    assert len(mailbox.messages) == 1 and "Nina Novak" in mailbox.bodies()[0]
+    assert [p for p, _, _ in _notice_rows(apollo)] == [7]
 
 
 def test_notices_go_to_slack_too(apollo, metadata_db, slack):
-    from primetric_harvest import notify
-
     apollo.sync(7, since="2026-01-01")
-    assert notify.notice_missing_teammates(7, "Apollo", today=D(2026, 11, 2))["channel"] == "slack"
+    assert [c for _, _, c in _notice_rows(apollo)] == ["slack"] and len(slack.posts) == 1
     text = slack.posts[0]["text"]
     assert text.splitlines()[0] == "*Harvest sync: 1 new missing teammate in Apollo (project 7)*"
     assert "- Nina Novak &lt;nina@acme.test&gt;: no Primetric manager or employee has the person's e-mail" in text

@@ -47,9 +47,9 @@ def test_deleted_entry_disappears_at_the_next_daily_run(team):
     assert ids(team) == [keep, gone]
     team.sim.state.delete_entry(gone)
     result = daily(team)
-    assert result["extract"]["plan"]["mode"] == "incremental"
+    assert result.extracted.plan.mode == "incremental"
     assert ids(team) == [keep]
-    assert result["load"]["deleted"] == 1
+    assert result.loaded.deleted == 1
 
 
 def test_delete_older_than_the_window_waits_for_the_weekly_full_reconcile(team):
@@ -60,7 +60,7 @@ def test_delete_older_than_the_window_waits_for_the_weekly_full_reconcile(team):
     assert ids(team) == [old]  # outside the 60-day window: not seen yet
     team.sql("UPDATE harvest_sync.sync_state SET last_full_reconcile_at = now() - interval '8 days'")
     result = daily(team)
-    assert result["extract"]["plan"]["mode"] == "reconcile"
+    assert result.extracted.plan.mode == "reconcile"
     assert ids(team) == []
 
 
@@ -141,7 +141,7 @@ def test_assigned_later_with_prevent_creation_brings_all_their_entries(team):
     team.assign(1, 3, D(2025, 1, 1))
     result = daily(team)
     assert sorted(r[0] for r in team.worklogs(1) if r[1] == 3) == sorted([old, recent])
-    assert result["extract"]["entries_fetched"] == 1  # only the recent one: the old came from what was kept aside
+    assert result.extracted.entries_fetched == 1  # only the recent one: the old came from what was kept aside
     assert team.missing(1) == []
 
 
@@ -189,15 +189,8 @@ def test_running_timer_hours_are_current_after_each_run(team):
 
 
 def backfill(world, first: str, last: str, project_id=1):
-    from tests.fixtures import ACCOUNT_ID
-
-    run_id = f"backfill__{first}_{time.monotonic_ns()}"
-    window = (D.fromisoformat(first), D.fromisoformat(last))
-    extracted = pipeline.extract(project_id, run_id, {}, backfill=window)
-    pipeline.transform(project_id, run_id, extracted)
-    loaded = pipeline.load(project_id, run_id, extracted, account_id=ACCOUNT_ID)
-    pipeline.report(project_id, account_id=ACCOUNT_ID)
-    return extracted, loaded
+    outcome = world.sync(project_id, backfill=(D.fromisoformat(first), D.fromisoformat(last)))
+    return outcome.extracted, outcome.loaded
 
 
 def test_backfill_replaces_exactly_the_spent_dates_of_its_window(team):
@@ -212,8 +205,8 @@ def test_backfill_replaces_exactly_the_spent_dates_of_its_window(team):
     inside_new = team.entry("sam", 101, day(-18), 2)
     mark = team.sql("SELECT high_water_mark FROM harvest_sync.sync_state")
     extracted, _ = backfill(team, day(-21), day(-18))
-    assert extracted["plan"]["mode"] == "backfill"
-    assert {lst["from_date"] for lst in extracted["plan"]["listings"]} == {day(-21)}
+    assert extracted.plan.mode == "backfill"
+    assert {lst.from_date.isoformat() for lst in extracted.plan.listings} == {day(-21)}
     # Inside the window: exactly Harvest; outside it: untouched (the delete on day -10 is not seen).
     assert [(r[0], r[3]) for r in team.worklogs(1)] == [
         (before, Decimal("1")),
@@ -253,7 +246,7 @@ def test_clear_data_starts_clean_and_keeps_hand_made_rows(team):
     assert [a[0] for a in team.assignments(1)] == [1, 2]  # Nina's sync-created one is gone
     assert team.sql("SELECT id FROM primetric.worklogs") == [(5,)]  # hand-made stays
     result = team.sync(1, since=day(-5))
-    assert result["extract"]["plan"]["mode"] == "reset"
+    assert result.extracted.plan.mode == "reset"
     assert len(team.worklogs(1)) == 2
 
 

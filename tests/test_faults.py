@@ -20,6 +20,7 @@ import requests
 from harvest_simulator import HarvestSimulator, SimulatorState
 from primetric_harvest.harvest_hook import HarvestAccessError, HarvestError, HarvestHook, HarvestResponseError
 from primetric_harvest.skip_reasons import SkipReason
+from tests.fixtures import fails_at_once
 
 D = dt.date
 SINCE = D(2026, 1, 1)
@@ -120,7 +121,7 @@ def test_a_burst_of_429_is_waited_out_as_retry_after_asks(fw, caplog):
     assert_exact(fw)
     assert fault.fired == 4
     assert len(warnings_of(caplog, "Harvest answered 429; waiting")) == 4
-    assert result["extract"]["harvest"]["throttled"] == 4
+    assert result.extracted.harvest.throttled == 4
 
 
 def test_429_without_end_fails_after_a_bounded_number_of_waits(fw):
@@ -233,7 +234,7 @@ def test_an_answer_not_in_harvest_shape_fails_the_run_saying_what_was_expected(f
 def test_a_token_revoked_mid_run_fails_clearly_and_touches_nothing(fw):
     before = synced_then_changed(fw)
     fault = fw.sim.faults.add("unauthorized", nth=3, times=None)  # users/me and users answered, then 401
-    with pytest.raises(HarvestAccessError, match=rf"HTTP 401 for /v2/time_entries: the access token is.*{WHERE}"):
+    with fails_at_once(HarvestAccessError, match=rf"HTTP 401 for /v2/time_entries: the access token is.*{WHERE}"):
         fw.sync(1, since="2026-01-01")
     assert 1 <= fault.fired <= 2  # no retry loop on 401 (at most one try after a token refresh)
     assert fw.snapshot() == before
@@ -243,7 +244,7 @@ def test_a_member_token_is_refused_before_anything_is_fetched(fw):
     before = synced_then_changed(fw)
     fw.sim.reset_stats()
     fw.sim.faults.add("role", role="member")
-    with pytest.raises(HarvestAccessError, match=rf"{WHERE}: it belongs to .* with roles member, not an administrator"):
+    with fails_at_once(HarvestAccessError, match=rf"{WHERE}: it belongs to .* with roles member, not an administrator"):
         fw.sync(1, since="2026-01-01")
     assert fw.sim.stats["by_path"] == {"/v2/users/me": 1}
     assert fw.snapshot() == before
@@ -253,7 +254,7 @@ def test_a_token_demoted_to_manager_while_listing_is_caught(fw):
     """A manager's listing holds only part of the entries, with no error: the run must not load it."""
     before = synced_then_changed(fw)
     fw.sim.faults.add("role", role="manager", nth=3)  # after users/me and users
-    with pytest.raises(HarvestAccessError, match=rf"{WHERE}: it belongs to .* with roles manager"):
+    with fails_at_once(HarvestAccessError, match=rf"{WHERE}: it belongs to .* with roles manager"):
         fw.sync(1, since="2026-01-01")
     seen = requests.get(f"{fw.sim.url}{ENTRIES}", params={"project_id": 101}, headers=HEADERS).json()
     assert seen["total_entries"] < len(fw.sim.state.entries_df().query("project_id == 101"))  # a real subset
@@ -301,7 +302,7 @@ def test_bad_records_are_kept_aside_with_their_reason_and_the_run_goes_on(fw, ca
         )
     )
     assert "2026-02-30" in kept[5][2] and "987654" in kept[0][2] and "999" in kept[6][2]
-    by_reason = result["report"]["skipped_by_reason"]
+    by_reason = result.reported.skipped_by_reason
     assert {k: v for k, v in by_reason.items() if k not in ("no_matching_employee",)} == {
         "invalid_hours": 3,
         "invalid_spent_date": 2,
@@ -391,7 +392,7 @@ def test_entries_changed_while_paging_make_no_entry_go_missing(busy, kind, caplo
     assert set(got) - after == before - after  # what was deleted mid-run had been read before it went
     assert len(before - after) == (0 if kind == "move" else 5)
     assert len(inserted) == (5 if kind == "delete_and_insert" else 0)
-    assert result["extract"]["plan"]["mode"] == "full"
+    assert result.extracted.plan.mode == "full"
     assert len(warnings_of(caplog, "changed while being paged")) == 1
 
     # The next daily run removes what was deleted and brings what was added meanwhile: exactly Harvest.

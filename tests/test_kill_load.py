@@ -23,14 +23,16 @@ from pathlib import Path
 import pandas as pd
 import psycopg
 
+from primetric_harvest.results import to_xcom
 from tests.fixtures import ACCOUNT_ID
 
 ROOT = Path(__file__).resolve().parents[1]
 SINCE = dt.date(2026, 1, 1)
 CHILD = """
 import json, sys
-from primetric_harvest import pipeline
-pipeline.load(1, sys.argv[2], json.loads(sys.argv[3]), account_id=sys.argv[4])
+from primetric_harvest import tasks
+from primetric_harvest.results import Extracted, from_xcom
+tasks.load(tasks.SyncRun(1, "Project 1", sys.argv[2]), from_xcom(Extracted, json.loads(sys.argv[3])))
 print("the load committed", flush=True)
 """
 
@@ -90,7 +92,7 @@ def test_sigkill_in_the_middle_of_the_load_transaction_changes_nothing(world):
     blocker = psycopg.connect(world.dsn)
     blocker.execute("LOCK TABLE harvest_sync.sync_state IN SHARE MODE")
     child = subprocess.Popen(
-        [sys.executable, "-c", CHILD, str(ROOT), run_id, json.dumps(extracted), ACCOUNT_ID],
+        [sys.executable, "-c", CHILD, str(ROOT), run_id, json.dumps(to_xcom(extracted))],
         cwd=ROOT,
         env=os.environ.copy(),
         stdout=subprocess.PIPE,
@@ -139,5 +141,5 @@ def test_sigkill_in_the_middle_of_the_load_transaction_changes_nothing(world):
     assert ids[1] not in _synced(world) and _synced(world)[ids[0]][2] == Decimal("6.5")
     # And the next daily run has nothing left to fix.
     result = world.sync(1)
-    assert result["load"]["inserted"] == result["load"]["updated"] == result["load"]["deleted"] == 0
+    assert result.loaded.inserted == result.loaded.updated == result.loaded.deleted == 0
     assert _synced(world) == _truth(world)

@@ -159,7 +159,7 @@ def test_token_expires_during_a_run_the_run_refreshes_and_finishes(installed):
     assert sorted(r[0] for r in installed.worklogs(7)) == sorted(entries)
     assert statuses(installed.sim).get("401") == 1
     assert installed.harvest_id.grants("refresh_token") == 2
-    assert result["extract"]["entries_fetched"] == 2
+    assert result.extracted.entries_fetched == 2
 
 
 def test_refreshes_before_expiry_without_meeting_a_401(installed):

@@ -6,6 +6,7 @@ from decimal import Decimal
 import pytest
 
 from primetric_harvest.harvest_hook import HarvestAccessError
+from tests.fixtures import fails_at_once
 
 D = dt.date
 
@@ -52,7 +53,7 @@ def test_prevent_creation_lands_only_assigned_people_and_reports_the_rest(apollo
         (apollo.users["sam"], "sam@acme.test", "not_assigned_to_project", 2, Decimal("5"), D(2026, 2, 2), D(2026, 2, 9))
     ]
     assert apollo.assignments(1) == [(1, D(2026, 1, 1), None, False)]  # no assignment created
-    assert result["report"]["skipped_by_reason"] == {"not_assigned_to_project": 2}
+    assert result.reported.skipped_by_reason == {"not_assigned_to_project": 2}
 
 
 def test_trim_creates_one_assignment_from_first_to_last_work_log(apollo):
@@ -110,7 +111,7 @@ def test_running_the_same_sync_twice_changes_nothing(apollo):
     before.pop(state), after.pop(state)  # last_run_id and last_success_at move, by design
     before.pop("primetric.missing_teammates"), after.pop("primetric.missing_teammates")  # reported_at moves
     assert after == before
-    assert second["load"]["inserted"] == second["load"]["updated"] == 0
+    assert second.loaded.inserted == second.loaded.updated == 0
 
 
 def test_daily_run_is_incremental_and_ignores_entries_before_sync_since(apollo):
@@ -124,9 +125,9 @@ def test_daily_run_is_incremental_and_ignores_entries_before_sync_since(apollo):
     apollo.sim.reset_stats()
     result = apollo.sync(1)
     assert [(r[0], r[3]) for r in apollo.worklogs(1)] == [(first, Decimal("1.75")), (second, Decimal("2"))]
-    assert result["extract"]["plan"]["mode"] == "incremental"
-    assert result["extract"]["entries_fetched"] == 2  # only what changed since the high-water mark
-    assert result["load"] == {**result["load"], "inserted": 1, "updated": 1}
+    assert result.extracted.plan.mode == "incremental"
+    assert result.extracted.entries_fetched == 2  # only what changed since the high-water mark
+    assert (result.loaded.inserted, result.loaded.updated) == (1, 1)
 
 
 def test_reset_replaces_the_synced_work_logs_from_since_and_keeps_hand_made_ones(apollo):
@@ -152,7 +153,7 @@ def test_first_run_without_sync_since_starts_at_the_project_start(apollo):
     apollo.entry("bobby", 101, "2026-02-28", 1)
     kept = apollo.entry("bobby", 101, "2026-03-01", 1)
     result = apollo.sync(1)
-    assert result["extract"]["plan"]["mode"] == "full"
+    assert result.extracted.plan.mode == "full"
     assert [r[0] for r in apollo.worklogs(1)] == [kept]
 
 
@@ -189,7 +190,7 @@ def test_a_non_admin_token_is_refused_and_nothing_is_touched(apollo):
     for token in apollo.sim.tokens.values():
         token["role"] = "member"
     before = apollo.snapshot()
-    with pytest.raises(HarvestAccessError, match="administrator"):
+    with fails_at_once(HarvestAccessError, match="administrator"):
         apollo.sync(1)
     assert apollo.snapshot() == before
 
@@ -200,7 +201,7 @@ def test_a_bad_token_names_the_connection_and_project(apollo, monkeypatch):
 
     conn = json.loads(os.environ["AIRFLOW_CONN_HARVEST_DEFAULT"])
     monkeypatch.setenv("AIRFLOW_CONN_HARVEST_DEFAULT", json.dumps({**conn, "password": "wrong"}))
-    with pytest.raises(HarvestAccessError, match=r"401.*harvest_default.*Primetric project 1"):
+    with fails_at_once(HarvestAccessError, match=r"401.*harvest_default.*Primetric project 1"):
         apollo.sync(1)
 
 

@@ -6,6 +6,7 @@ import datetime as dt
 
 from airflow.sdk import DAG, Param, task
 
+from primetric_harvest import tasks
 from primetric_harvest.names import (
     DAG_TAGS,
     HARVEST_CONN_ID,
@@ -16,6 +17,8 @@ from primetric_harvest.names import (
 )
 from primetric_harvest.notify import FailureAlert
 from primetric_harvest.registry import LinkedProject, linked_projects
+from primetric_harvest.results import Extracted, Loaded, Transformed, from_xcom, to_xcom
+from primetric_harvest.tasks import SyncRun
 
 DEFAULT_ARGS = {
     "owner": "data-engineering",
@@ -80,60 +83,41 @@ def build_dag(project: LinkedProject) -> DAG:
             ),
         },
     ) as dag:
+        # Each task is one call into tasks.py (imported when the task runs: the parse stays light); the typed
+        # results travel as XCom (results.to_xcom / from_xcom).
+        def run(context) -> SyncRun:
+            return SyncRun.from_context(project_id, project.name, context)
 
         @task(pool=HARVEST_POOL)
         def extract(**context) -> dict:
-            from airflow.sdk.exceptions import AirflowFailException
-
-            from primetric_harvest import pipeline
-            from primetric_harvest.harvest_api import HarvestAccessError
-            from primetric_harvest.plan import InvalidSyncRequest, backfill_window
-
-            window = backfill_window(
-                context["dag_run"].run_type, context.get("data_interval_start"), context.get("data_interval_end")
-            )
-            try:
-                return pipeline.extract(
-                    project_id, context["run_id"], context["params"], backfill=window, harvest_conn_id=HARVEST_CONN_ID
-                )
-            except (HarvestAccessError, InvalidSyncRequest) as exc:
-                # A refused token or a bad request does not heal by itself: fail now, no retries.
-                raise AirflowFailException(str(exc)) from exc
+            return to_xcom(tasks.extract(run(context)))
 
         @task
         def transform(extracted: dict, **context) -> dict:
-            from primetric_harvest import pipeline
-
-            return pipeline.transform(project_id, context["run_id"], extracted)
+            return to_xcom(tasks.transform(run(context), from_xcom(Extracted, extracted)))
 
         @task(outlets=[worklogs_asset(project_id)])
         def load(extracted: dict, transformed: dict, **context) -> dict:
-            from primetric_harvest import pipeline
-
-            loaded = pipeline.load(project_id, context["run_id"], extracted, account_id=_account_id())
+            loaded = to_xcom(tasks.load(run(context), from_xcom(Extracted, extracted)))
             context["outlet_events"][worklogs_asset(project_id)].extra = {"run_id": context["run_id"], **loaded}
             return loaded
 
         @task
         def report(extracted: dict, transformed: dict, loaded: dict, **context) -> dict:
-            from primetric_harvest import notify, pipeline
-
-            reported = pipeline.report(project_id, account_id=_account_id())
-            notify.finish_run(project_id, project.name, context, extracted, transformed, loaded, reported)
-            return reported
+            reported, summary = tasks.report(
+                run(context),
+                from_xcom(Extracted, extracted),
+                from_xcom(Transformed, transformed),
+                from_xcom(Loaded, loaded),
+                context,
+            )
+            context["ti"].xcom_push(key="summary", value=to_xcom(summary))
+            return to_xcom(reported)
 
         extracted = extract()
         transformed = transform(extracted)
         report(extracted, transformed, load(extracted, transformed))
     return dag
-
-
-def _account_id() -> str:
-    from airflow.sdk import BaseHook
-
-    from primetric_harvest.harvest_api import harvest_account_id
-
-    return harvest_account_id(BaseHook.get_connection(HARVEST_CONN_ID), HARVEST_CONN_ID)
 
 
 def build_linked_project_dags() -> dict[str, DAG]:

@@ -14,6 +14,7 @@ providers, pandas and psycopg are imported where they are used.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import html
 import json
@@ -25,6 +26,7 @@ from typing import Any
 from primetric_harvest.names import ALERTS_SLACK_CONN_ID as SLACK_CONN_ID
 from primetric_harvest.names import ALERTS_SMTP_CONN_ID as SMTP_CONN_ID
 from primetric_harvest.names import PRIMETRIC_CONN_ID
+from primetric_harvest.results import Extracted, Loaded, Reported, RunSummary, Transformed
 from primetric_harvest.skip_reasons import SkipReason
 
 log = logging.getLogger(__name__)
@@ -269,58 +271,36 @@ def notice_missing_teammates(
 
 
 # -- run summary -------------------------------------------------------------------------------------
-def run_summary(extracted: Mapping, transformed: Mapping, loaded: Mapping, reported: Mapping) -> dict:
-    """The numbers of one run, from what the four steps returned."""
-    harvest = extracted.get("harvest") or {}
-    return {
-        "mode": (extracted.get("plan") or {}).get("mode"),
-        "entries_fetched": extracted.get("entries_fetched", 0),
-        "worklogs_inserted": loaded.get("inserted", 0),
-        "worklogs_updated": loaded.get("updated", 0),
-        "worklogs_deleted": loaded.get("deleted", 0),
-        "skipped_by_reason": dict(reported.get("skipped_by_reason") or {}),
-        "missing_teammates": reported.get("missing_teammates", 0),
-        "harvest_requests": harvest.get("requests", 0),
-        # 429s (and 503s, which the hook waits out the same way, per Retry-After)
-        "harvest_429s": harvest.get("throttled", 0),
-        "seconds": {
-            "extract": extracted.get("seconds"),
-            "transform": transformed.get("seconds"),
-            "load": loaded.get("seconds"),
-            "report": reported.get("seconds"),
-        },
-    }
-
-
-def summary_line(project_id: int, summary: Mapping) -> str:
-    skipped = ", ".join(f"{k} {v}" for k, v in sorted(summary["skipped_by_reason"].items())) or "none"
-    seconds = ", ".join(f"{k} {'-' if v is None else f'{v:.2f}'}" for k, v in summary["seconds"].items())
+def summary_line(project_id: int, summary: RunSummary) -> str:
+    skipped = ", ".join(f"{k} {v}" for k, v in sorted(summary.skipped_by_reason.items())) or "none"
+    seconds = ", ".join(f"{k} {'-' if v is None else f'{v:.2f}'}" for k, v in vars(summary.seconds).items())
     return (
-        f"Run summary of project {project_id} ({summary['mode']}): {summary['entries_fetched']} entries fetched; "
-        f"work logs {summary['worklogs_inserted']} inserted, {summary['worklogs_updated']} updated, "
-        f"{summary['worklogs_deleted']} deleted; skipped by reason: {skipped}; "
-        f"{summary['missing_teammates']} missing teammates; {summary['harvest_requests']} Harvest requests, "
-        f"{summary['harvest_429s']} answered 429; seconds: {seconds}"
+        f"Run summary of project {project_id} ({summary.mode}): {summary.entries_fetched} entries fetched; "
+        f"work logs {summary.worklogs_inserted} inserted, {summary.worklogs_updated} updated, "
+        f"{summary.worklogs_deleted} deleted; skipped by reason: {skipped}; "
+        f"{summary.missing_teammates} missing teammates; {summary.harvest_requests} Harvest requests, "
+        f"{summary.harvest_429s} answered 429; seconds: {seconds}"
     )
 
 
 def finish_run(
     project_id: int,
     project_name: str,
-    context: Mapping,
-    extracted: Mapping,
-    transformed: Mapping,
-    loaded: Mapping,
-    reported: Mapping,
-) -> dict:
-    """End of a successful run (the report task): missing-teammate notice, then the summary line
-    in the log and as the XCom ``summary`` (the Task SDK cannot set a run's note)."""
+    extracted: Extracted,
+    transformed: Transformed,
+    loaded: Loaded,
+    reported: Reported,
+    *,
+    run_id: str | None = None,
+    context: Mapping | None = None,
+) -> RunSummary:
+    """End of a successful run (the report task): missing-teammate notice, then the summary line in the log.
+    The caller stores the summary as the XCom ``summary`` (the Task SDK cannot set a run's note)."""
     try:
-        notice_missing_teammates(project_id, project_name, run_id=context.get("run_id"), context=context)
+        notice_missing_teammates(project_id, project_name, run_id=run_id, context=context)
     except Exception as exc:  # noqa: BLE001 - the sync itself succeeded; the next run sends it
         log.error("could not send the missing-teammate notice of project %s: %s", project_id, first_line(exc))
-    summary = run_summary(extracted, transformed, loaded, reported)
-    summary["line"] = summary_line(project_id, summary)
-    log.info("%s", summary["line"])
-    context["ti"].xcom_push(key="summary", value=summary)
+    summary = RunSummary.of(extracted, transformed, loaded, reported)
+    summary = dataclasses.replace(summary, line=summary_line(project_id, summary))
+    log.info("%s", summary.line)
     return summary

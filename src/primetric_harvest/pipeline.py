@@ -1,8 +1,8 @@
-"""The four steps of a project's sync. Each is called by one Airflow task and holds no business rule:
-the rules are in transform.py and plan.py, the SQL in include/sql/.
+"""The four steps of a project's sync. Each is called by one Airflow task (through tasks.py) and holds no
+business rule: the rules are in transform.py and plan.py, the SQL in include/sql/.
 
 Data passes between steps in run-scoped UNLOGGED staging tables (any worker can reach them, unlike a
-local file); only small dicts travel as XCom.
+local file); only the small typed results of results.py travel as XCom.
 """
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import pandas as pd
 import psycopg
@@ -25,8 +26,17 @@ from primetric_harvest.db import connect, query
 from primetric_harvest.harvest_api import HarvestResponseError
 from primetric_harvest.harvest_hook import HarvestHook
 from primetric_harvest.names import HARVEST_CONN_ID, PRIMETRIC_CONN_ID
-from primetric_harvest.plan import CLEAR, SyncPlan, plan_sync
+from primetric_harvest.plan import new_high_water_mark, plan_sync, superseded
 from primetric_harvest.rate_limit import PostgresRateLimiter
+from primetric_harvest.results import (
+    Extracted,
+    HarvestRequests,
+    Loaded,
+    MissingTeammate,
+    Reported,
+    Transformed,
+    to_xcom,
+)
 from primetric_harvest.skip_reasons import SkipReason
 
 log = logging.getLogger(__name__)
@@ -170,12 +180,12 @@ def user_row(user: dict) -> tuple:
 def extract(
     project_id: int,
     run_id: str,
-    params: dict,
+    params: Mapping[str, Any],
     *,
     backfill: tuple[dt.date, dt.date] | None = None,
     harvest_conn_id: str = HARVEST_CONN_ID,
     primetric_conn_id: str = PRIMETRIC_CONN_ID,
-) -> dict:
+) -> Extracted:
     """Decide the run's plan; fetch its Harvest users and time entries into staging.
 
     ``backfill``: the inclusive spent_date range of a backfill run's data interval.
@@ -207,17 +217,10 @@ def extract(
             query("staging", "register"), {"entries": staging.entries, "project_id": project_id, "run_id": run_id}
         )
         conn.commit()
-        summary = {
-            "plan": plan.to_xcom(),
-            "harvest_project_ids": list(project["harvest_project_ids"]),
-            "extract_started_at": extract_started_at.isoformat(),
-            "harvest_time_at_start": None,
-            "entries_fetched": 0,
-            "users_fetched": 0,
-        }
+        harvest_project_ids = tuple(int(h) for h in project["harvest_project_ids"])
         if not plan.fetches:
             log.info("%s: nothing to fetch from Harvest for project %s", plan.mode, project_id)
-            return summary
+            return Extracted(plan=plan, harvest_project_ids=harvest_project_ids, extract_started_at=extract_started_at)
         if not project["harvest_project_ids"]:
             raise ProjectNotLinked(
                 f"Primetric project {project_id} has no Harvest project linked (primetric.harvest_project_links)"
@@ -230,18 +233,18 @@ def extract(
             hook.rate_limiter = PostgresRateLimiter(limiter_conn, hook.account_id, *hook.rate_limit)
             hook.require_administrator()
             # Harvest's clock before the first listing: whatever changes after it, the next run sees.
-            if hook.last_response_date:
-                summary["harvest_time_at_start"] = hook.last_response_date.isoformat()
+            harvest_time_at_start = hook.last_response_date
+            entries_fetched = 0
             with conn.cursor() as cur:
-                summary["users_fetched"] = _copy(
+                users_fetched = _copy(
                     cur,
                     query("staging", "copy_users", **staging.names()),
                     (user_row(u) for page in hook.users() for u in page),
                 )
-                for harvest_project_id in project["harvest_project_ids"]:
+                for harvest_project_id in harvest_project_ids:
                     for listing in plan.listings:
                         for page in _prefetch(hook.time_entries(project_id=harvest_project_id, **listing.filters())):
-                            summary["entries_fetched"] += _copy(
+                            entries_fetched += _copy(
                                 cur,
                                 query("staging", "copy_entries", **staging.names()),
                                 (entry_row(e, where) for e in page),
@@ -249,18 +252,26 @@ def extract(
             # A token demoted while we listed would have seen part of the entries, silently: ask again.
             hook.require_administrator()
             conn.commit()
-            summary["harvest"] = hook.stats.as_dict()
+            harvest = HarvestRequests(**hook.stats.as_dict())
         finally:
             limiter_conn.close()
-    summary["seconds"] = round(time.monotonic() - started, 3)
     log.info(
         "extract (%s): %d time entries and %d Harvest users fetched in %d requests",
         plan.mode,
-        summary["entries_fetched"],
-        summary["users_fetched"],
-        summary["harvest"]["requests"],
+        entries_fetched,
+        users_fetched,
+        harvest.requests,
     )
-    return summary
+    return Extracted(
+        plan=plan,
+        harvest_project_ids=harvest_project_ids,
+        extract_started_at=extract_started_at,
+        harvest_time_at_start=harvest_time_at_start,
+        entries_fetched=entries_fetched,
+        users_fetched=users_fetched,
+        harvest=harvest,
+        seconds=round(time.monotonic() - started, 3),
+    )
 
 
 # -- transform -------------------------------------------------------------------------------------
@@ -274,15 +285,17 @@ def _rules(project: dict) -> rules_.ProjectRules:
     )
 
 
-def transform(project_id: int, run_id: str, extracted: dict, *, primetric_conn_id: str = PRIMETRIC_CONN_ID) -> dict:
+def transform(
+    project_id: int, run_id: str, extracted: Extracted, *, primetric_conn_id: str = PRIMETRIC_CONN_ID
+) -> Transformed:
     """Apply the business rules to the staged entries, chunk by chunk, into staged work logs."""
     started = time.monotonic()
-    plan = SyncPlan.from_xcom(extracted["plan"])
+    plan = extracted.plan
     staging = Staging.for_run(project_id, run_id)
-    counts = {"worklogs": 0, "skipped": 0, "rechecked_people": 0}
+    worklogs = skipped = 0
     write_seconds = 0.0
-    if plan.mode == CLEAR:
-        return {**counts, "seconds": 0.0}
+    if plan.clears_data:
+        return Transformed()
     with connect(primetric_conn_id) as conn:
         project = project_rules(conn, project_id)
         rules = _rules(project)
@@ -291,7 +304,6 @@ def transform(project_id: int, run_id: str, extracted: dict, *, primetric_conn_i
         assignments = _frame(conn, query("project", "assignments"), {"project_id": project_id})
         synced_people = _frame(conn, query("project", "synced_people"), {"project_id": project_id})
         recheck = rules_.people_to_recheck(synced_people, users, employees, assignments, rules)
-        counts["rechecked_people"] = len(recheck)
         linked = set(project["harvest_project_ids"])
         conn.execute(query("staging", "truncate_transform_output", **staging.names()))
         with conn.cursor(name="transform_input") as reader, conn.cursor() as writer:
@@ -309,12 +321,12 @@ def transform(project_id: int, run_id: str, extracted: dict, *, primetric_conn_i
                 entries = pd.DataFrame(rows, columns=rules_.ENTRY_COLUMNS)
                 result = rules_.plan_work_logs(entries, users, employees, assignments, rules, linked)
                 writing = time.monotonic()
-                counts["worklogs"] += _copy(
+                worklogs += _copy(
                     writer,
                     query("staging", "copy_worklogs", **staging.names()),
                     _native(result.worklogs, rules_.WORKLOG_COLUMNS),
                 )
-                counts["skipped"] += _copy(
+                skipped += _copy(
                     writer,
                     query("staging", "copy_skipped", **staging.names()),
                     _native(result.skipped, rules_.SKIPPED_COLUMNS),
@@ -323,10 +335,14 @@ def transform(project_id: int, run_id: str, extracted: dict, *, primetric_conn_i
         writing = time.monotonic()
         conn.commit()
         write_seconds += time.monotonic() - writing
-    counts["write_seconds"] = round(write_seconds, 3)  # the staging write: part of the load's cost
-    counts["seconds"] = round(time.monotonic() - started, 3)
-    log.info("transform: %d work logs, %d entries kept aside", counts["worklogs"], counts["skipped"])
-    return counts
+    log.info("transform: %d work logs, %d entries kept aside", worklogs, skipped)
+    return Transformed(
+        worklogs=worklogs,
+        skipped=skipped,
+        rechecked_people=len(recheck),
+        write_seconds=round(write_seconds, 3),  # the staging write: part of the load's cost
+        seconds=round(time.monotonic() - started, 3),
+    )
 
 
 # -- load ----------------------------------------------------------------------------------------
@@ -334,52 +350,46 @@ class SupersededRun(RuntimeError):
     """A run that fetched earlier must not overwrite what a later run already loaded."""
 
 
-def _new_high_water_mark(fetched_max: dt.datetime | None, harvest_time_at_start: str | None) -> dt.datetime | None:
-    """Harvest's own clock when the listings began: they saw every change made before it, and whatever
-    changes after it carries a later updated_at (an entry changed while we were paging included).
-    Without a Date header, the newest updated_at seen."""
-    if harvest_time_at_start:
-        return dt.datetime.fromisoformat(harvest_time_at_start)
-    return fetched_max
-
-
 def load(
-    project_id: int, run_id: str, extracted: dict, *, account_id: str, primetric_conn_id: str = PRIMETRIC_CONN_ID
-) -> dict:
+    project_id: int,
+    run_id: str,
+    extracted: Extracted,
+    *,
+    account_id: str,
+    primetric_conn_id: str = PRIMETRIC_CONN_ID,
+) -> Loaded:
     """Apply the staged work logs to the Primetric tables in ONE transaction."""
     started = time.monotonic()
-    plan = SyncPlan.from_xcom(extracted["plan"])
-    extract_started_at = dt.datetime.fromisoformat(extracted["extract_started_at"])
+    plan = extracted.plan
     staging = Staging.for_run(project_id, run_id)
     names = staging.names()
     p = {"project_id": project_id}
-    counts = {"inserted": 0, "updated": 0, "deleted": 0}
+    inserted = updated = deleted = 0
     with connect(primetric_conn_id) as conn, conn.transaction():
         conn.execute(query("load", "lock_project"), p)
         if not conn.execute(query("staging", "exists"), {"entries": staging.entries}).fetchone()[0]:
             raise RuntimeError(f"staging tables of run {run_id!r} are gone: clear the run's extract task to re-fetch")
         row = conn.execute(query("load", "last_extract_started_at"), p).fetchone()
-        if row and row[0] and row[0] > extract_started_at:
+        last_loaded = row[0] if row else None
+        if superseded(extracted.extract_started_at, last_loaded):
             raise SupersededRun(
-                f"another sync of project {project_id} fetched later ({row[0]:%Y-%m-%d %H:%M:%S}) and loaded "
+                f"another sync of project {project_id} fetched later ({last_loaded:%Y-%m-%d %H:%M:%S}) and loaded "
                 f"while this run ({run_id}) was under way; nothing was changed: trigger this run again"
             )
-        if plan.mode == CLEAR:
-            counts["deleted"] += conn.execute(query("load", "clear_synced_worklogs"), p).rowcount
+        if plan.clears_data:
+            deleted += conn.execute(query("load", "clear_synced_worklogs"), p).rowcount
             conn.execute(query("load", "clear_skipped"), p)
         else:
             project = project_rules(conn, project_id)
             conn.execute(query("load", "upsert_harvest_users", **names), {"account_id": account_id})
             conn.execute(query("load", "create_sync_assignments", **names), p)
             inserted, updated = conn.execute(query("load", "upsert_worklogs", **names), p).fetchone()
-            counts["inserted"] += inserted
-            counts["updated"] += updated
             if plan.prune:
-                counts["deleted"] += conn.execute(
+                deleted += conn.execute(
                     query("load", "prune_worklogs", **names),
                     {**p, "prune_from": plan.prune_from, "prune_to": plan.prune_to},
                 ).rowcount
-            counts["deleted"] += conn.execute(query("load", "delete_worklogs_now_skipped", **names), p).rowcount
+            deleted += conn.execute(query("load", "delete_worklogs_now_skipped", **names), p).rowcount
             conn.execute(query("load", "drop_unskipped", **names), p)
             conn.execute(query("load", "upsert_skipped", **names), p)
             conn.execute(query("load", "unskip_landed", **names), p)
@@ -387,35 +397,29 @@ def load(
         conn.execute(query("load", "delete_empty_sync_assignments"), p)
         high_water_mark = None
         if plan.advances_mark:
-            high_water_mark = _new_high_water_mark(
-                conn.execute(query("load", "fetched_high_water_mark", **names)).fetchone()[0],
-                extracted.get("harvest_time_at_start"),
-            )
-        counts["seconds"] = round(time.monotonic() - started, 3)
+            newest_updated_at = conn.execute(query("load", "fetched_high_water_mark", **names)).fetchone()[0]
+            high_water_mark = new_high_water_mark(plan, extracted.harvest_time_at_start, newest_updated_at)
+        loaded = Loaded(
+            inserted=inserted, updated=updated, deleted=deleted, seconds=round(time.monotonic() - started, 3)
+        )
         conn.execute(
             query("load", "save_state"),
             {
                 **p,
                 "high_water_mark": high_water_mark,
                 "run_id": run_id,
-                "summary": json.dumps({"mode": plan.mode, **counts}),
-                "clear": plan.mode == CLEAR,
+                "summary": json.dumps({"mode": str(plan.mode), **to_xcom(loaded)}),
+                "clear": plan.clears_data,
                 "full_reconcile": plan.full_reconcile,
-                "extract_started_at": extract_started_at,
+                "extract_started_at": extracted.extract_started_at,
             },
         )
         if plan.new_sync_since is not None:
             conn.execute(query("load", "set_sync_since"), {**p, "since": plan.new_sync_since})
         conn.execute(query("staging", "drop", **names))
         conn.execute(query("staging", "unregister"), {"entries": staging.entries})
-    log.info(
-        "load (%s): %d work logs inserted, %d updated, %d deleted",
-        plan.mode,
-        counts["inserted"],
-        counts["updated"],
-        counts["deleted"],
-    )
-    return counts
+    log.info("load (%s): %d work logs inserted, %d updated, %d deleted", plan.mode, inserted, updated, deleted)
+    return loaded
 
 
 def _set_assignment_spans(conn: psycopg.Connection, project: dict) -> None:
@@ -444,7 +448,7 @@ def describe_skipped(by_reason: dict[str, int]) -> str:
     return f"{sum(by_reason.values())} entries: " + ", ".join(parts)
 
 
-def report(project_id: int, *, account_id: str, primetric_conn_id: str = PRIMETRIC_CONN_ID) -> dict:
+def report(project_id: int, *, account_id: str, primetric_conn_id: str = PRIMETRIC_CONN_ID) -> Reported:
     """Replace the project's missing-teammate report and say who is missing, readably."""
     started = time.monotonic()
     with connect(primetric_conn_id) as conn, conn.transaction():
@@ -486,13 +490,21 @@ def report(project_id: int, *, account_id: str, primetric_conn_id: str = PRIMETR
         project_id,
         describe_skipped(by_reason),
     )
-    return {
-        "missing_teammates": len(missing),
-        "skipped_by_reason": by_reason,
-        "missing": missing.assign(
-            hours=missing["hours"].astype(str),
-            first_work_date=missing["first_work_date"].astype(str),
-            last_work_date=missing["last_work_date"].astype(str),
-        ).to_dict("records"),
-        "seconds": round(time.monotonic() - started, 3),
-    }
+    return Reported(
+        missing_teammates=len(missing),
+        skipped_by_reason=by_reason,
+        missing=tuple(
+            MissingTeammate(
+                harvest_user_id=int(row.harvest_user_id),
+                email=None if pd.isna(row.email) else row.email,
+                name=None if pd.isna(row.name) else row.name,
+                reason=row.reason,
+                entries=int(row.entries),
+                hours=str(row.hours),
+                first_work_date=None if pd.isna(row.first_work_date) else row.first_work_date,
+                last_work_date=None if pd.isna(row.last_work_date) else row.last_work_date,
+            )
+            for row in missing.itertuples()
+        ),
+        seconds=round(time.monotonic() - started, 3),
+    )
