@@ -155,6 +155,27 @@ def test_the_provider_gives_airflow_a_harvest_connection_form():
     assert set(extras) <= read, set(extras) - read
 
 
+def test_the_hook_and_the_oauth_modules_import_each_other_in_one_direction_only():
+    """harvest_api (errors, defaults, settings) <- oauth_tokens <- harvest_hook <- oauth_install: no cycle."""
+    import ast
+    from pathlib import Path
+
+    import primetric_harvest
+
+    package = Path(primetric_harvest.__file__).parent
+
+    def imports(module: str) -> set[str]:
+        tree = ast.parse((package / f"{module}.py").read_text())
+        found = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+        found |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        return {m.rsplit(".", 1)[-1] for m in found if m.startswith("primetric_harvest.")}
+
+    assert imports("harvest_api") <= {"names"}
+    assert imports("oauth_tokens") <= {"db", "harvest_api", "names"}
+    assert imports("harvest_hook") <= {"harvest_api", "names", "oauth_tokens"}
+    assert "oauth_install" not in imports("harvest_hook") | imports("oauth_tokens")
+
+
 # --------------------------------------------------------------------------- OAuth2 installations
 def test_an_oauth_installation_is_tested_with_its_stored_tokens(installed, monkeypatch):  # noqa: F811
     """Under a throwaway connection id (as Airflow tests), the installation's own token-store row is used:

@@ -259,7 +259,9 @@ class HarvestHook(BaseHook):
             self.settings.max_attempts,
         )
 
-    def get(self, path_or_url: str, params: dict[str, Any] | None = None, *, attempts: int | None = None) -> dict:
+    def get(
+        self, path_or_url: str, params: dict[str, Any] | None = None, *, attempts: int | None = None
+    ) -> dict[str, Any]:
         """GET one resource as JSON, waiting out throttling and retrying transient faults (``attempts`` tries,
         by default the connection's ``max_attempts``)."""
         attempts = attempts or self.settings.max_attempts
