@@ -26,7 +26,7 @@ import requests
 from cryptography.fernet import Fernet
 
 from harvest_simulator.harvest_id import HarvestID
-from primetric_harvest.oauth import APP_NAME
+from primetric_harvest.oauth_install import APP_NAME
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
