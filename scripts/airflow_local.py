@@ -9,6 +9,7 @@ anything that still carries the marker (a task process that left its group), so 
     python scripts/airflow_local.py run     # start, print the address and login, run until Ctrl-C
     python scripts/airflow_local.py run --auth fab   # the same with the FAB auth manager (make airflow AUTH=fab)
     python scripts/airflow_local.py stop    # stop the one started from this AIRFLOW_HOME (pid file)
+    python scripts/airflow_local.py exec airflow users list   # a command with its environment (home, DB)
 
 Auth manager: Airflow's simple auth manager by default (users admin and viewer, passwords in a file); with
 ``--auth fab`` the FAB auth manager of production, its users created through FAB (``airflow users create``)
@@ -576,6 +577,7 @@ class AirflowLocal:
             "launcher": os.getpid(),
             "marker": self.marker,
             "url": self.url,
+            "auth": self.auth,
             "processes": {name: p.pid for name, p in self.procs.items()},
             "groups": {str(pgid): started for pgid, started in self._groups().items()},
         }
@@ -627,6 +629,28 @@ def default_home() -> Path:
     if os.environ.get("AIRFLOW_LOCAL_HOME"):
         return Path(os.environ["AIRFLOW_LOCAL_HOME"])
     return Path(os.environ.get("AIRFLOW_HOME", ROOT / ".airflow")) / "local"
+
+
+def exec_command(args: argparse.Namespace) -> int:
+    """`exec COMMAND...`: COMMAND with the environment of the local Airflow of ``args.home`` (its configuration,
+    metadata database and auth manager), e.g. `airflow users create ...` or `scripts/grant_project_manager.py`."""
+    if not args.rest:
+        print("airflow_local exec: name the command to run, e.g. exec airflow users list", file=sys.stderr)
+        return 2
+    if not (args.home / "local-secrets.json").exists():
+        print(f"airflow_local exec: no local Airflow in {args.home}: start it first (make airflow)", file=sys.stderr)
+        return 1
+    running = read_pid_file(args.home / PID_FILE) or {}
+    server = AirflowLocal(
+        home=args.home,
+        port=args.port,
+        meta_db=args.meta_db,
+        primetric_db=args.primetric_db,
+        auth=running.get("auth", args.auth),  # the running one's, else --auth
+        quiet=True,
+    )
+    server._prepare_secrets()
+    return subprocess.call(args.rest, env=server.env(), cwd=ROOT)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -687,7 +711,7 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="airflow_local", description=__doc__.split("\n\n")[0])
-    parser.add_argument("command", choices=["run", "stop"])
+    parser.add_argument("command", choices=["run", "stop", "exec"])
     parser.add_argument("--home", type=Path, default=default_home())
     parser.add_argument("--port", type=int, default=int(os.environ.get("AIRFLOW_PORT", "8080")))
     parser.add_argument("--meta-db", default=os.environ.get("AIRFLOW_META_DB", "airflow_meta"))
@@ -699,7 +723,12 @@ def main(argv: list[str] | None = None) -> int:
         default=os.environ.get("AIRFLOW_LOCAL_AUTH", "simple"),
         help="auth manager: simple (default) or fab (users, roles and per-DAG permissions, as in production)",
     )
+    parser.add_argument("rest", nargs=argparse.REMAINDER, help="exec: the command to run and its arguments")
     args = parser.parse_args(argv)
+    if args.rest and args.command != "exec":
+        parser.error(f"unrecognized arguments: {' '.join(args.rest)}")
+    if args.command == "exec":
+        return exec_command(args)
     if args.command == "stop":
         if stop_from_pid_file(args.home):
             print(f"stopped the Airflow started from {args.home}")

@@ -1,10 +1,10 @@
 """Real roles for a real team, on `make airflow AUTH=fab`'s Airflow (the FAB auth manager of production).
 
 Three users created through FAB: ``admin`` (FAB role Admin) and ``viewer`` (Viewer) by the launcher with
-`airflow users create`, and ``apollo``, made the way the README says: `airflow users create --role Public`, then
-`scripts/grant_project_manager.py apollo 1`. Through Airflow's REST API, the Harvest sync page's own endpoints
-and the page itself in Chromium (reached through Airflow's navigation, inside its iframe), each may do exactly
-what the rules say:
+`airflow users create`, and ``apollo``, made the way the README says: `airflow users create --role Public`,
+then `scripts/grant_project_manager.py apollo 1`, both through `scripts/airflow_local.py exec`. Through
+Airflow's REST API, the Harvest sync page's own endpoints and the page itself in Chromium (reached through
+Airflow's navigation, inside its iframe), each may do exactly what the rules say:
 
 - apollo sees and acts on Apollo (project 1 of include/sql/demo_seed.sql) only: no Zephyr row, 403 on its
   endpoints;
@@ -34,7 +34,6 @@ from tests.airflow_server import run_path, wait_for_run
 from tests.browser import ARTIFACTS, chromium_page
 
 ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
 APOLLO, ZEPHYR, SWITCHED_OFF = 1, 2, 3  # include/sql/demo_seed.sql
 WITH_DAG = {APOLLO, ZEPHYR}  # the switched-off project has no DAG
 USERS = ("admin", "viewer", "apollo")
@@ -44,9 +43,12 @@ MAY_OPERATE = {"admin": {1, 2, 3}, "viewer": set(), "apollo": {1}}  # buttons on
 
 
 def cli(server, args: list[str], stdin: str | None = None) -> str:
-    """A command with the Airflow processes' environment (their configuration and metadata database)."""
+    """A command run the README's way: `scripts/airflow_local.py exec` (the local Airflow's environment)."""
+    launcher = [sys.executable, "scripts/airflow_local.py", "--home", str(server.home), "--port", str(server.port),
+                "--meta-db", server.meta_db, "--primetric-db", server.primetric_db, "exec"]  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}  # nothing of the test session's
     done = subprocess.run(
-        args, env=server.env(), cwd=ROOT, input=stdin, capture_output=True, text=True, timeout=300, check=False
+        [*launcher, *args], env=env, cwd=ROOT, input=stdin, capture_output=True, text=True, timeout=300, check=False
     )
     assert done.returncode == 0, f"{args[:3]} failed ({done.returncode}):\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}"
     return done.stdout
@@ -59,13 +61,13 @@ def fab(airflow_fab_server):
     password = secrets.token_urlsafe(12)
     created = cli(
         server,
-        [str(BIN / "airflow"), "users", "create", "--username", "apollo", "--role", "Public", "--firstname", "Apollo",
+        ["airflow", "users", "create", "--username", "apollo", "--role", "Public", "--firstname", "Apollo",
          "--lastname", "Manager", "--email", "apollo@example.invalid"],
         stdin=f"{password}\n{password}\n",  # FAB asks twice; never on a command line
     )  # fmt: skip
     assert 'User "apollo" created with role "Public"' in created, created
     server.passwords["apollo"] = password
-    granted = cli(server, [sys.executable, "scripts/grant_project_manager.py", "apollo", str(APOLLO)])
+    granted = cli(server, ["python", "scripts/grant_project_manager.py", "apollo", str(APOLLO)])
     return server, granted
 
 
@@ -103,7 +105,7 @@ def test_the_grant_script_gives_one_projects_role_and_nothing_more(fab):
     held = {(p["action"]["name"], p["resource"]["name"]) for p in body["actions"]}
     assert held == set(project_manager_permissions(APOLLO))
     # Granting again changes nothing.
-    again = cli(server, [sys.executable, "scripts/grant_project_manager.py", "apollo", str(APOLLO)])
+    again = cli(server, ["python", "scripts/grant_project_manager.py", "apollo", str(APOLLO)])
     assert f"apollo: role '{role}' already held" in again and "permission(s) added" not in again, again
 
 
