@@ -675,8 +675,8 @@ def run(args: argparse.Namespace) -> int:
         server.start()
         server.wait_healthy()
         fab_note = (
-            "  a project's manager: airflow users create --role Public ...; "
-            "python scripts/grant_project_manager.py USER PROJECT_ID\n"
+            "  a project's manager (README, Users and roles): scripts/airflow_local.py exec airflow users create "
+            "--role Public ...; then exec python scripts/grant_project_manager.py USER PROJECT_ID\n"
             if server.auth == "fab"
             else ""
         )
@@ -711,7 +711,7 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="airflow_local", description=__doc__.split("\n\n")[0])
-    parser.add_argument("command", choices=["run", "stop", "exec"])
+    parser.add_argument("command", choices=["run", "stop", "exec"], help="exec COMMAND...: see exec_command")
     parser.add_argument("--home", type=Path, default=default_home())
     parser.add_argument("--port", type=int, default=int(os.environ.get("AIRFLOW_PORT", "8080")))
     parser.add_argument("--meta-db", default=os.environ.get("AIRFLOW_META_DB", "airflow_meta"))
@@ -723,10 +723,13 @@ def main(argv: list[str] | None = None) -> int:
         default=os.environ.get("AIRFLOW_LOCAL_AUTH", "simple"),
         help="auth manager: simple (default) or fab (users, roles and per-DAG permissions, as in production)",
     )
-    parser.add_argument("rest", nargs=argparse.REMAINDER, help="exec: the command to run and its arguments")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    rest: list[str] = []
+    if "exec" in argv:  # `[options] exec COMMAND...`: what follows exec is the command, options included
+        at = argv.index("exec")
+        argv, rest = argv[: at + 1], argv[at + 1 :]
     args = parser.parse_args(argv)
-    if args.rest and args.command != "exec":
-        parser.error(f"unrecognized arguments: {' '.join(args.rest)}")
+    args.rest = rest
     if args.command == "exec":
         return exec_command(args)
     if args.command == "stop":
