@@ -709,7 +709,8 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """`run|stop [options]`, or `[options] exec COMMAND...` (what follows exec is the command, options included)."""
     parser = argparse.ArgumentParser(prog="airflow_local", description=__doc__.split("\n\n")[0])
     parser.add_argument("command", choices=["run", "stop", "exec"], help="exec COMMAND...: see exec_command")
     parser.add_argument("--home", type=Path, default=default_home())
@@ -725,11 +726,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     argv = list(sys.argv[1:] if argv is None else argv)
     rest: list[str] = []
-    if "exec" in argv:  # `[options] exec COMMAND...`: what follows exec is the command, options included
+    if "exec" in argv:
         at = argv.index("exec")
         argv, rest = argv[: at + 1], argv[at + 1 :]
     args = parser.parse_args(argv)
     args.rest = rest
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     if args.command == "exec":
         return exec_command(args)
     if args.command == "stop":
