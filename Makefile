@@ -40,8 +40,10 @@ demo: venv postgres
 	@$(BIN)/python scripts/demo.py
 
 # A full local Airflow 3 (api-server, scheduler, dag-processor, triggerer) + simulator + demo data; Ctrl-C stops it.
+# AUTH=fab: the FAB auth manager of production (users, roles, per-DAG permissions) instead of the simple one.
+AUTH ?= simple
 airflow: venv postgres
-	@$(BIN)/python scripts/airflow_local.py run
+	@$(BIN)/python scripts/airflow_local.py run --auth $(AUTH)
 
 airflow-stop:
 	@$(BIN)/python scripts/airflow_local.py stop

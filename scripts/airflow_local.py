@@ -7,7 +7,13 @@ process group and carries a marker in its environment; stopping signals the grou
 anything that still carries the marker (a task process that left its group), so nothing is left behind.
 
     python scripts/airflow_local.py run     # start, print the address and login, run until Ctrl-C
+    python scripts/airflow_local.py run --auth fab   # the same with the FAB auth manager (make airflow AUTH=fab)
     python scripts/airflow_local.py stop    # stop the one started from this AIRFLOW_HOME (pid file)
+    python scripts/airflow_local.py exec airflow users list   # a command with its environment (home, DB)
+
+Auth manager: Airflow's simple auth manager by default (users admin and viewer, passwords in a file); with
+``--auth fab`` the FAB auth manager of production, its users created through FAB (``airflow users create``)
+with the same generated passwords, so roles and per-DAG permissions (scripts/grant_project_manager.py) work.
 
 Environment (all optional): PRIMETRIC_DSN (server, default postgresql://postgres@127.0.0.1:5432),
 AIRFLOW_LOCAL_HOME (default $AIRFLOW_HOME/local, else .airflow/local), AIRFLOW_PORT (default 8080),
@@ -40,6 +46,7 @@ from psycopg import sql as pgsql
 
 from harvest_simulator.demo import demo_command, demo_connection
 from primetric_harvest.db import query
+from primetric_harvest.fab_roles import FAB_AUTH_MANAGER
 from primetric_harvest.names import HARVEST_POOL, HARVEST_POOL_DESCRIPTION, HARVEST_POOL_SLOTS
 
 ROOT = Path(__file__).resolve().parents[1]  # the checkout: dags/ and plugins/ (the package is installed)
@@ -52,6 +59,20 @@ POOL = (HARVEST_POOL, str(HARVEST_POOL_SLOTS), HARVEST_POOL_DESCRIPTION)
 SERVICES = ("api-server", "scheduler", "dag-processor", "triggerer")
 # Simple auth manager users (user:role). "viewer" may read but not trigger: the UI page's permission check.
 USERS = {"admin": "admin", "viewer": "viewer"}
+# The same users under the FAB auth manager (user: FAB role), created with `airflow users create`.
+FAB_USERS = {"admin": "Admin", "viewer": "Viewer"}
+AUTH_MANAGERS = {
+    "simple": "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager",
+    "fab": FAB_AUTH_MANAGER,
+}
+# FAB's Viewer and User cannot list plugins, so Airflow's UI would hide the Harvest sync page from them (as the
+# production compose file's airflow-init, they are allowed to).
+FAB_ROLES_SEE_PLUGINS = ("roles", "add-perms", "Viewer", "User", "--resource", "Plugins", "--action", "can_read")
+
+
+def _fab_profile(user: str) -> list[str]:
+    """The name and e-mail `airflow users create` requires, for a local user."""
+    return ["--firstname", user, "--lastname", "local", "--email", f"{user}@example.invalid"]
 
 
 def free_port() -> int:
@@ -178,7 +199,8 @@ class AirflowLocal:
     """One local Airflow + Harvest simulator + demo Primetric database.
 
     ``port=0`` picks free ports. ``fresh`` drops and recreates both databases first; ``drop_databases``
-    drops them again at :meth:`stop` (tests). Every process's output goes to ``home/logs/local/*.log``.
+    drops them again at :meth:`stop` (tests). ``auth``: "simple" (Airflow's simple auth manager) or "fab"
+    (the FAB auth manager; users created through FAB). Every process's output goes to ``home/logs/local/*.log``.
     """
 
     home: Path
@@ -190,6 +212,7 @@ class AirflowLocal:
     drop_databases: bool = False
     parallelism: int = 4
     quiet: bool = False
+    auth: str = "simple"
     marker: str = field(default_factory=lambda: uuid.uuid4().hex)
     procs: dict[str, subprocess.Popen] = field(default_factory=dict, init=False)
     harvest_url: str | None = field(default=None, init=False)
@@ -200,6 +223,8 @@ class AirflowLocal:
 
     def __post_init__(self) -> None:
         self.home = Path(self.home).resolve()
+        if self.auth not in AUTH_MANAGERS:
+            raise ValueError(f"auth must be one of {sorted(AUTH_MANAGERS)}, not {self.auth!r}")
         if self.port == 0:
             self.port = free_port()
 
@@ -215,6 +240,11 @@ class AirflowLocal:
     @property
     def primetric_dsn(self) -> str:
         return f"{self.server}/{self.primetric_db}"
+
+    @property
+    def users(self) -> dict[str, str]:
+        """The local users and their roles (simple auth manager role, or FAB role)."""
+        return FAB_USERS if self.auth == "fab" else USERS
 
     @property
     def log_dir(self) -> Path:
@@ -254,6 +284,9 @@ class AirflowLocal:
         self._wait_all(migrations, timeout=300)
         with psycopg.connect(self.primetric_dsn, autocommit=True) as conn:
             conn.execute(query("demo_seed", "seed"))
+        if self.auth == "fab":
+            self._step("FAB users " + ", ".join(f"{u} ({r})" for u, r in self.users.items()))
+            self._create_fab_users(env)
         self._step(f"pool {POOL[0]} ({POOL[1]} slots) and the Airflow services")
         self._spawn("pools-set", [str(BIN / "airflow"), "pools", "set", *POOL], env)  # waited for in wait_healthy
         for name in SERVICES:
@@ -360,11 +393,7 @@ class AirflowLocal:
             "AIRFLOW__CORE__PARALLELISM": str(self.parallelism),
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
             "AIRFLOW__CORE__TEST_CONNECTION": "Enabled",  # the connection form's Test button (Harvest's answers)
-            "AIRFLOW__CORE__AUTH_MANAGER": (
-                "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
-            ),
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": ",".join(f"{u}:{r}" for u, r in USERS.items()),
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(self.home / "passwords.json"),
+            **self._auth_env(),
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.url}/execution/",
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.meta_dsn.replace("postgresql://", "postgresql+psycopg://", 1),
             "AIRFLOW__API__BASE_URL": self.url,
@@ -381,6 +410,50 @@ class AirflowLocal:
         }
 
     # -- internals -------------------------------------------------------------------------------------
+    def _auth_env(self) -> dict[str, str]:
+        env = {"AIRFLOW__CORE__AUTH_MANAGER": AUTH_MANAGERS[self.auth]}
+        if self.auth == "simple":
+            env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"] = ",".join(f"{u}:{r}" for u, r in USERS.items())
+            env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"] = str(self.home / "passwords.json")
+        return env
+
+    def _create_fab_users(self, env: dict[str, str]) -> None:
+        """Every local user through FAB (`airflow users create`), with its password from passwords.json.
+
+        Passwords go to the commands' stdin (FAB asks for them twice), never on a command line other users of
+        the machine can read. A user already in the metadata database (kept from an earlier start) gets its
+        password reset to the file's, so the printed login always works.
+        """
+        airflow = str(BIN / "airflow")
+        twice = {u: f"{self.passwords[u]}\n{self.passwords[u]}\n" for u in self.users}
+        create = {
+            f"users-create-{user}": (
+                [airflow, "users", "create", "--username", user, "--role", role, *_fab_profile(user)],
+                twice[user],
+            )
+            for user, role in self.users.items()
+        }
+        create["roles-see-plugins"] = ([airflow, *FAB_ROLES_SEE_PLUGINS], None)
+        outputs = self._run_all(create, env)
+        reset = {
+            f"users-reset-{user}": ([airflow, "users", "reset-password", "--username", user], twice[user])
+            for user in self.users
+            if "already exists" in outputs[f"users-create-{user}"]
+        }
+        self._run_all(reset, env)
+
+    def _run_all(self, commands: dict[str, tuple[list[str], str | None]], env: dict[str, str]) -> dict[str, str]:
+        """Run short commands side by side (each in its own process group, as _spawn); their output by name."""
+        procs = {
+            name: self._spawn(name, args, env, stdin_text=text, log_mode="wb")  # this run's output only
+            for name, (args, text) in commands.items()
+        }
+        outputs = {}
+        for name, proc in procs.items():
+            self._wait_all({name: proc}, timeout=300)
+            outputs[name] = (self.log_dir / f"{name}.log").read_text(errors="replace")
+        return outputs
+
     def _step(self, text: str) -> None:
         if not self.quiet:
             print(f"==> {text}", flush=True)
@@ -397,7 +470,7 @@ class AirflowLocal:
             self.passwords = json.loads(path.read_text())
         except (OSError, ValueError):
             self.passwords = {}
-        for user in USERS:
+        for user in self.users:
             self.passwords.setdefault(user, secrets.token_urlsafe(12))
         path.write_text(json.dumps(self.passwords))
         path.chmod(0o600)
@@ -429,22 +502,28 @@ class AirflowLocal:
             except psycopg.Error as exc:
                 print(f"could not drop database {name}: {exc}", file=sys.stderr)
 
-    def _spawn(self, name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen:
+    def _spawn(
+        self, name: str, args: list[str], env: dict[str, str], stdin_text: str | None = None, log_mode: str = "ab"
+    ) -> subprocess.Popen:
         if self._stopped:
             raise RuntimeError("stopped while starting")
-        log = open(self.log_dir / f"{name}.log", "ab")  # the child keeps its own copy; ours is closed below
+        log = open(self.log_dir / f"{name}.log", log_mode)  # the child keeps its own copy; ours is closed below
         try:
             proc = subprocess.Popen(
                 args,
                 cwd=ROOT,
                 env=env,
-                stdin=subprocess.DEVNULL,
+                stdin=subprocess.DEVNULL if stdin_text is None else subprocess.PIPE,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # its own process group: Ctrl-C reaches us, and we stop it as a group
             )
         finally:
             log.close()
+        if stdin_text is not None:
+            with contextlib.suppress(BrokenPipeError):
+                proc.stdin.write(stdin_text.encode())
+            proc.stdin.close()
         self.procs[name] = proc
         self._started[proc.pid] = start_time(proc.pid)
         self._write_pid_file()
@@ -499,6 +578,7 @@ class AirflowLocal:
             "launcher": os.getpid(),
             "marker": self.marker,
             "url": self.url,
+            "auth": self.auth,
             "processes": {name: p.pid for name, p in self.procs.items()},
             "groups": {str(pgid): started for pgid, started in self._groups().items()},
         }
@@ -552,6 +632,28 @@ def default_home() -> Path:
     return Path(os.environ.get("AIRFLOW_HOME", ROOT / ".airflow")) / "local"
 
 
+def exec_command(args: argparse.Namespace) -> int:
+    """`exec COMMAND...`: COMMAND with the environment of the local Airflow of ``args.home`` (its configuration,
+    metadata database and auth manager), e.g. `airflow users create ...` or `scripts/grant_project_manager.py`."""
+    if not args.rest:
+        print("airflow_local exec: name the command to run, e.g. exec airflow users list", file=sys.stderr)
+        return 2
+    if not (args.home / "local-secrets.json").exists():
+        print(f"airflow_local exec: no local Airflow in {args.home}: start it first (make airflow)", file=sys.stderr)
+        return 1
+    running = read_pid_file(args.home / PID_FILE) or {}
+    server = AirflowLocal(
+        home=args.home,
+        port=args.port,
+        meta_db=args.meta_db,
+        primetric_db=args.primetric_db,
+        auth=running.get("auth", args.auth),  # the running one's, else --auth
+        quiet=True,
+    )
+    server._prepare_secrets()
+    return subprocess.call(args.rest, env=server.env(), cwd=ROOT)
+
+
 def run(args: argparse.Namespace) -> int:
     server = AirflowLocal(
         home=args.home,
@@ -559,6 +661,7 @@ def run(args: argparse.Namespace) -> int:
         meta_db=args.meta_db,
         primetric_db=args.primetric_db,
         fresh=args.fresh,
+        auth=args.auth,
     )
     stop_requested = threading.Event()
 
@@ -572,10 +675,17 @@ def run(args: argparse.Namespace) -> int:
     try:
         server.start()
         server.wait_healthy()
+        fab_note = (
+            "  a project's manager (README, Users and roles): scripts/airflow_local.py exec airflow users create "
+            "--role Public ...; then exec python scripts/grant_project_manager.py USER PROJECT_ID\n"
+            if server.auth == "fab"
+            else ""
+        )
         print(
-            f"\nAirflow {server.url}  (ready in {time.monotonic() - started:.0f} s)\n"
+            f"\nAirflow {server.url}  (ready in {time.monotonic() - started:.0f} s, {server.auth} auth manager)\n"
             f"  login:        admin / {server.passwords['admin']}"
             f"   (read-only: viewer / {server.passwords['viewer']})\n"
+            f"{fab_note}"
             f"  Harvest sync: {server.url}/plugin/harvest-sync\n"
             f"  REST API:     {server.url}/api/v2  (token: POST {server.url}/auth/token)\n"
             f"  Harvest simulator (demo account): {server.harvest_url}\n"
@@ -600,15 +710,35 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """`run|stop [options]`, or `[options] exec COMMAND...` (what follows exec is the command, options included)."""
     parser = argparse.ArgumentParser(prog="airflow_local", description=__doc__.split("\n\n")[0])
-    parser.add_argument("command", choices=["run", "stop"])
+    parser.add_argument("command", choices=["run", "stop", "exec"], help="exec COMMAND...: see exec_command")
     parser.add_argument("--home", type=Path, default=default_home())
     parser.add_argument("--port", type=int, default=int(os.environ.get("AIRFLOW_PORT", "8080")))
     parser.add_argument("--meta-db", default=os.environ.get("AIRFLOW_META_DB", "airflow_meta"))
     parser.add_argument("--primetric-db", default=os.environ.get("PRIMETRIC_LOCAL_DB", "primetric_airflow"))
     parser.add_argument("--fresh", action="store_true", help="drop and recreate both databases first")
+    parser.add_argument(
+        "--auth",
+        choices=sorted(AUTH_MANAGERS),
+        default=os.environ.get("AIRFLOW_LOCAL_AUTH", "simple"),
+        help="auth manager: simple (default) or fab (users, roles and per-DAG permissions, as in production)",
+    )
+    argv = list(sys.argv[1:] if argv is None else argv)
+    rest: list[str] = []
+    if "exec" in argv:
+        at = argv.index("exec")
+        argv, rest = argv[: at + 1], argv[at + 1 :]
     args = parser.parse_args(argv)
+    args.rest = rest
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.command == "exec":
+        return exec_command(args)
     if args.command == "stop":
         if stop_from_pid_file(args.home):
             print(f"stopped the Airflow started from {args.home}")

@@ -13,11 +13,17 @@ every process (also when a test failed, on SIGTERM, or at interpreter exit) and 
 
 ``airflow_server.passwords`` holds the logins (users ``admin`` and ``viewer``), ``.primetric_dsn`` the demo
 Primetric database, ``.harvest_url`` the simulator, ``.log_dir`` every process's log.
+
+Fixture ``airflow_fab_server`` (module-scoped: started once for the module that asks for it, stopped after it,
+so two stacks do not run side by side for the rest of the session): the same with the FAB auth manager,
+``make airflow AUTH=fab``'s launcher; users ``admin`` (FAB role Admin) and ``viewer`` (Viewer) created through
+FAB.
 """
 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import signal
 import threading
@@ -34,14 +40,28 @@ TERMINAL = {"success", "failed"}
 
 @pytest.fixture(scope="session")
 def airflow_server(tmp_path_factory) -> AirflowLocal:
+    with _running(tmp_path_factory, auth="simple", suffix="") as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def airflow_fab_server(tmp_path_factory) -> AirflowLocal:
+    with _running(tmp_path_factory, auth="fab", suffix="fab_") as server:
+        yield server
+
+
+@contextlib.contextmanager
+def _running(tmp_path_factory, auth: str, suffix: str):
+    """A started, healthy AirflowLocal with the demo DAGs parsed; stopped (databases dropped) afterwards."""
     server = AirflowLocal(
-        home=tmp_path_factory.mktemp("airflow-local"),
+        home=tmp_path_factory.mktemp(f"airflow-local-{auth}"),
         port=0,
-        meta_db=f"airflow_meta_t_{os.getpid()}",
-        primetric_db=f"primetric_af_t_{os.getpid()}",
+        meta_db=f"airflow_meta_{suffix}t_{os.getpid()}",
+        primetric_db=f"primetric_af_{suffix}t_{os.getpid()}",
         fresh=True,
         drop_databases=True,
         quiet=True,
+        auth=auth,
     )
     atexit.register(server.stop)  # even if the session dies before the teardown below
     previous = None

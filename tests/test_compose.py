@@ -330,3 +330,63 @@ def test_the_dag_and_alert_connections_come_from_env(production, example_env):
     assert env["AIRFLOW__API_AUTH__JWT_SECRET"] == example_env["AIRFLOW__API_AUTH__JWT_SECRET"]
     assert env["AIRFLOW__API__BASE_URL"] == example_env["AIRFLOW__API__BASE_URL"]
     assert "PYTHONPATH" not in env  # the package is installed; Airflow puts plugins/ on sys.path itself
+
+
+# -- authentication: the FAB auth manager, and no secret with a usable default -------------------------------
+FAB_AUTH_MANAGER = "airflow.providers.fab.auth_manager.fab_auth_manager.FabAuthManager"
+# Each must come from .env: unset or empty, `docker compose` refuses to start (a `${VAR:?message}`).
+SECRETS = (
+    "POSTGRES_PASSWORD",
+    "AIRFLOW__CORE__FERNET_KEY",
+    "AIRFLOW__API_AUTH__JWT_SECRET",
+    "AIRFLOW__API__SECRET_KEY",
+    "AIRFLOW_ADMIN_USERNAME",
+    "AIRFLOW_ADMIN_PASSWORD",
+)
+_SECRET_NAME = re.compile(r"PASSWORD|SECRET|FERNET|TOKEN|_KEY$|ADMIN_USERNAME")
+
+
+def test_production_selects_the_fab_auth_manager_and_creates_the_admin_through_fab(production, example_env):
+    for name in AIRFLOW_SERVICES:
+        env = environment(production[name])
+        assert env["AIRFLOW__CORE__AUTH_MANAGER"] == FAB_AUTH_MANAGER, name
+        assert not [k for k in env if k.startswith("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER")], name
+    init = production["airflow-init"]
+    script = init["command"][1]
+    create = script[script.index("airflow users create") :].split("\n", 2)
+    create = " ".join(create[:2])  # the command and its continuation line
+    assert '--username "${AIRFLOW_ADMIN_USERNAME}"' in create and "--role Admin" in create
+    assert "--password" not in script and "AIRFLOW_ADMIN_PASSWORD" in script  # on stdin, not on a command line
+    assert script.index("airflow db migrate") < script.index("airflow users create")
+    assert "roles add-perms Viewer User --resource Plugins --action can_read" in script
+    env = environment(init)
+    assert env["AIRFLOW_ADMIN_USERNAME"] == example_env["AIRFLOW_ADMIN_USERNAME"]
+    assert env["AIRFLOW_ADMIN_PASSWORD"] == example_env["AIRFLOW_ADMIN_PASSWORD"]
+    # the provider is pinned and the image keeps it
+    assert re.search(r"^apache-airflow-providers-fab==\S+$", (ROOT / "requirements.txt").read_text(), re.M)
+    assert "uninstall" not in DOCKERFILE.read_text()
+
+
+@pytest.mark.parametrize("secret", SECRETS)
+def test_no_secret_has_a_usable_default(example_env, secret):
+    for env in ({k: v for k, v in example_env.items() if k != secret}, {**example_env, secret: ""}):
+        with pytest.raises(MissingVariable) as info:
+            resolve([COMPOSE], set(), env)
+        assert info.value.args[0].startswith(f"{secret}: set {secret} in .env"), info.value.args[0]
+
+
+def test_every_secret_like_variable_of_production_is_required_or_empty_by_default():
+    """Any ${PASSWORD/SECRET/KEY/TOKEN...} a production service uses has no default but the empty string."""
+    services = {
+        name: svc for name, svc in load(COMPOSE)["services"].items() if not svc.get("profiles")
+    }  # before interpolation: the raw ${...} forms
+    found = set()
+    for name, svc in services.items():
+        for m in _VAR.finditer(json.dumps(svc)):
+            var = m.group("braced")
+            if not var or not _SECRET_NAME.search(var):
+                continue
+            found.add(var)
+            op, default = m.group("op"), m.group("arg") or ""
+            assert op in (":?", "?") or (op in (":-", "-") and default == ""), f"{name}: ${{{var}{op}{default}}}"
+    assert set(SECRETS) <= found

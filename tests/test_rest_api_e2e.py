@@ -17,7 +17,7 @@ import pytest
 import requests
 
 from harvest_simulator.demo import demo
-from scripts.airflow_local import AirflowLocal, _alive, _ours, stop_from_pid_file
+from scripts.airflow_local import AirflowLocal, _alive, _ours, main, parse_args, stop_from_pid_file
 from tests.airflow_server import run_path, set_paused, task_log, trigger, wait_for_run
 
 SINCE = "2026-09-01"
@@ -231,3 +231,33 @@ def test_stop_kills_what_ignores_sigterm(tmp_path):
     _wait_for(lambda: "ready" in (server.log_dir / "stubborn.log").read_text())
     server.stop(timeout=1)
     assert proc.poll() is not None and not _alive(proc.pid)
+
+
+def test_the_launchers_command_line(tmp_path, capsys):
+    args = parse_args(["run", "--auth", "fab", "--fresh", "--port", "9999"])  # options after the command
+    assert (args.command, args.auth, args.fresh, args.port, args.rest) == ("run", "fab", True, 9999, [])
+    assert parse_args(["stop"]).auth == "simple"  # the simple auth manager unless asked otherwise
+    with pytest.raises(SystemExit):
+        parse_args(["run", "--auth", "keycloak"])
+    with pytest.raises(SystemExit):
+        parse_args(["run", "--bogus"])  # an unknown option is refused, never taken for a command
+    args = parse_args(["--home", str(tmp_path), "exec", "airflow", "users", "create", "--role", "Public"])
+    assert (args.command, args.home, args.rest) == (
+        "exec",
+        tmp_path,
+        ["airflow", "users", "create", "--role", "Public"],
+    )
+
+    # exec: the command runs with the local Airflow's environment (its home, metadata database, auth manager).
+    assert main(["--home", str(tmp_path), "exec", "true"]) == 1  # nothing started from this home yet
+    assert "start it first" in capsys.readouterr().err
+    AirflowLocal(home=tmp_path, auth="fab", quiet=True)._prepare_secrets()
+    check = (
+        "import os, sys; e = os.environ; sys.exit(0 if (e['AIRFLOW_HOME'], e['AIRFLOW__CORE__AUTH_MANAGER'][-14:], "
+        "e['AIRFLOW__DATABASE__SQL_ALCHEMY_CONN'].rsplit('/', 1)[1]) == (sys.argv[1], 'FabAuthManager', 'meta_x') "
+        "else 3)"
+    )
+    argv = ["--home", str(tmp_path), "--meta-db", "meta_x", "--auth", "fab", "exec", sys.executable, "-c", check]
+    assert main([*argv, str(tmp_path)]) == 0
+    assert main(["--home", str(tmp_path), "--meta-db", "meta_x", "exec", sys.executable, "-c", check, "x"]) == 3
+    assert main(["--home", str(tmp_path), "exec"]) == 2  # no command

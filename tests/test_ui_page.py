@@ -2,7 +2,7 @@
 
 Logged-in users only (anonymous and forged tokens refused), in the UI's navigation, one row per linked
 project with its settings, "Reset from date…" triggering the DAG with the user's own permissions (a viewer
-is refused by Airflow), a detail view that matches the Primetric tables, and no secret anywhere.
+is refused, by name, and sees no buttons), a detail view that matches the Primetric tables, and no secret anywhere.
 """
 
 from __future__ import annotations
@@ -156,14 +156,21 @@ def test_an_invalid_date_is_refused_with_the_expected_format(page):
     assert form.status_code in (415, 422)  # JSON only: no cross-site form posts
 
 
-def test_a_viewer_sees_the_page_but_airflow_refuses_their_trigger(airflow_server, page):
+def test_a_viewer_sees_the_page_without_buttons_and_is_refused_a_trigger(airflow_server, page):
     base, _ = page
     viewer = {"Authorization": f"Bearer {airflow_server.token('viewer')}"}
-    assert requests.get(f"{base}/", headers=viewer, timeout=10).status_code == 200
+    html = requests.get(f"{base}/", headers=viewer, timeout=10)
+    assert html.status_code == 200 and "Apollo" in html.text
+    assert 'data-action="sync"' not in html.text and "view only" in html.text  # no button that answers 403
+    projects = requests.get(f"{base}/api/projects", headers=viewer, timeout=10).json()["projects"]
+    assert projects and not [p for p in projects if p["may_operate"]]
     before = airflow_server.session().get(f"{airflow_server.url}/api/v2/dags/{DAG}/dagRuns").json()["total_entries"]
     answer = requests.post(f"{base}/api/projects/{PROJECT}/runs", json={}, headers=viewer, timeout=30)
     assert answer.status_code == 403, answer.text
-    assert answer.json()["detail"].startswith("Airflow refused (403)")
+    assert answer.json()["detail"] == (
+        f"Airflow user 'viewer' may not operate the Harvest sync {DAG}: it needs the Airflow role user or higher "
+        "(it has viewer). Ask an Airflow administrator."
+    )
     after = airflow_server.session().get(f"{airflow_server.url}/api/v2/dags/{DAG}/dagRuns").json()["total_entries"]
     assert after == before
 

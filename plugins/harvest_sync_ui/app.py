@@ -2,8 +2,11 @@
 
 Pages (HTML, shown in the UI's navigation through an external view) and a small JSON API the pages' buttons
 call. Every route requires a signed-in Airflow user (primetric_harvest.web_auth.require_user): a plugin's app
-is NOT behind Airflow's authentication by itself. "Sync now" and "Reset from date…" trigger the project's DAG
-through Airflow's REST API with the user's own token, so Airflow decides what the user may do.
+is NOT behind Airflow's authentication by itself. What the user may do with each project is asked of Airflow's
+auth manager about that project's DAG (web_auth.may / require): the pages list only the projects the user may
+VIEW and show "Sync now" / "Reset from date…" only where they may OPERATE; every project route checks the
+same before it reads or does anything, and refuses with a 403 that names the missing permission. The trigger
+itself goes through Airflow's REST API with the user's own token, so Airflow checks it once more.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from pydantic import BaseModel
 from harvest_sync_ui import data
 from harvest_sync_ui.airflow_api import AirflowApi, AirflowApiError, ui_root
 from primetric_harvest.names import dag_id
-from primetric_harvest.web_auth import login_redirect, require_user, user_name
+from primetric_harvest.web_auth import OPERATE, VIEW, login_redirect, may, require, require_user, user_name
 
 log = logging.getLogger(__name__)
 HERE = Path(__file__).resolve().parent
@@ -109,10 +112,12 @@ def _dag_states(request: Request) -> dict[str, dict]:
         return {}
 
 
-def _projects_view(request: Request) -> list[dict]:
-    dags = _dag_states(request)
+def _projects_view(request: Request, user: Any) -> list[dict]:
+    """The linked projects ``user`` may view, each with whether they may operate it."""
+    visible = [p for p in data.projects() if may(user, VIEW, p["dag_id"])]
+    dags = _dag_states(request) if visible else {}
     out = []
-    for project in data.projects():
+    for project in visible:
         dag = dags.get(project["dag_id"])
         out.append(
             {
@@ -120,12 +125,14 @@ def _projects_view(request: Request) -> list[dict]:
                 "links": _links(project["project_id"]),
                 "dag_exists": dag is not None,
                 "is_paused": None if dag is None else dag.get("is_paused"),
+                "may_operate": may(user, OPERATE, project["dag_id"]),
             }
         )
     return out
 
 
-def _detail_view(request: Request, project_id: int) -> dict:
+def _detail_view(request: Request, project_id: int, user: Any) -> dict:
+    require(user, VIEW, dag_id(project_id))
     project = data.project_detail(project_id)
     if project is None:
         raise HTTPException(404, f"Primetric project {project_id} is not linked to Harvest (no harvest_settings row)")
@@ -145,6 +152,7 @@ def _detail_view(request: Request, project_id: int) -> dict:
         "is_paused": None if dag is None else dag.get("is_paused"),
         "runs": runs,
         "runs_error": runs_error,
+        "may_operate": may(user, OPERATE, project["dag_id"]),
     }
 
 
@@ -156,17 +164,20 @@ def index(request: Request, user: Any = Depends(page_user)):  # noqa: B008
     return templates.TemplateResponse(
         request,
         "index.html",
-        {"projects": _projects_view(request), "user": user_name(user), "base": "./"},
+        {"projects": _projects_view(request, user), "user": user_name(user), "base": "./"},
     )
 
 
 @app.get("/projects/{project_id}")
 def project_page(project_id: int, request: Request, user: Any = Depends(page_user)):  # noqa: B008
-    return templates.TemplateResponse(
-        request,
-        "project.html",
-        {"p": _detail_view(request, project_id), "user": user_name(user), "base": "../"},
-    )
+    try:
+        p = _detail_view(request, project_id, user)
+    except HTTPException as exc:  # a page, not JSON: say it in the page (inside Airflow's UI)
+        if exc.status_code not in (403, 404):
+            raise
+        context = {"message": exc.detail, "user": user_name(user), "base": "../"}
+        return templates.TemplateResponse(request, "refused.html", context, status_code=exc.status_code)
+    return templates.TemplateResponse(request, "project.html", {"p": p, "user": user_name(user), "base": "../"})
 
 
 # -- JSON API (what the pages' buttons call) ---------------------------------------------------------
@@ -177,16 +188,18 @@ class SyncRequest(BaseModel):
 
 @app.get("/api/projects")
 def api_projects(request: Request, user: Any = Depends(require_user)):  # noqa: B008
-    return {"projects": _projects_view(request)}
+    return {"projects": _projects_view(request, user)}
 
 
 @app.get("/api/projects/{project_id}")
 def api_project(project_id: int, request: Request, user: Any = Depends(require_user)):  # noqa: B008
-    return _detail_view(request, project_id)
+    return _detail_view(request, project_id, user)
 
 
 @app.post("/api/projects/{project_id}/runs")
 def api_sync(project_id: int, body: SyncRequest, request: Request, user: Any = Depends(require_user)):  # noqa: B008
+    # Before anything else: may this user trigger this project's DAG? (403 naming what is missing.)
+    require(user, OPERATE, dag_id(project_id))
     # JSON only: a cross-site form cannot send it without a CORS preflight, which this app never allows.
     if not request.headers.get("content-type", "").startswith("application/json"):
         raise HTTPException(415, "send application/json")
@@ -196,18 +209,20 @@ def api_sync(project_id: int, body: SyncRequest, request: Request, user: Any = D
     if not project["enabled"]:
         raise HTTPException(409, f"the Harvest sync of project {project_id} is switched off (harvest_settings.enabled)")
     api = AirflowApi.for_request(request)
-    dag_id = project["dag_id"]
-    dag = api.dag(dag_id)
+    sync_dag = project["dag_id"]
+    dag = api.dag(sync_dag)
     unpaused = False
     if dag.get("is_paused") and body.unpause:
-        api.set_paused(dag_id, False)
+        api.set_paused(sync_dag, False)
         unpaused = True
     since = (body.since or "").strip() or None
-    run = api.trigger(dag_id, {"since": since} if since else {})
-    log.info("Harvest sync page: %s triggered %s (%s)", user_name(user), dag_id, "since " + since if since else "sync")
+    run = api.trigger(sync_dag, {"since": since} if since else {})
+    log.info(
+        "Harvest sync page: %s triggered %s (%s)", user_name(user), sync_dag, "since " + since if since else "sync"
+    )
     return {
         **_run_view(run),
-        "dag_id": dag_id,
+        "dag_id": sync_dag,
         "unpaused": unpaused,
         "paused": bool(dag.get("is_paused")) and not unpaused,
     }
@@ -215,4 +230,5 @@ def api_sync(project_id: int, body: SyncRequest, request: Request, user: Any = D
 
 @app.get("/api/projects/{project_id}/runs/{run_id:path}")
 def api_run(project_id: int, run_id: str, request: Request, user: Any = Depends(require_user)):  # noqa: B008
+    require(user, VIEW, dag_id(project_id))
     return _run_view(AirflowApi.for_request(request).run(dag_id(project_id), run_id))

@@ -1,4 +1,4 @@
-"""The Airflow-facing names of the sync, in one place: connection ids, the pool, DAG ids, the asset.
+"""The Airflow-facing names of the sync, in one place: connection ids, the pool, DAG ids, the asset, roles.
 
 Everything that must agree between the DAG file, the pages, the scripts and the tests is defined here and
 imported; nothing here imports Airflow or pandas at module level (the UI and the DAG parse import it).
@@ -41,6 +41,11 @@ def project_id_of(dag_id_: str) -> int | None:
     """The Primetric project id of a sync DAG id, None for any other DAG."""
     match = _DAG_ID.match(dag_id_)
     return int(match.group(1)) if match else None
+
+
+def project_manager_role(project_id: int) -> str:
+    """The FAB role that may read and trigger one project's sync only (``scripts/grant_project_manager.py``)."""
+    return f"{dag_id(project_id)} manager"
 
 
 def worklogs_asset_uri(project_id: int) -> str:
