@@ -45,6 +45,7 @@ def _load_plugins() -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.airflow
 def test_airflow_loads_our_plugins_without_importing_any_module_twice():
     loaded = _load_plugins()
     assert loaded["errors"] == {}
@@ -66,6 +67,7 @@ def test_airflow_loads_our_plugins_without_importing_any_module_twice():
     assert not any(n.startswith("primetric_harvest.pipeline") for n in names)
 
 
+@pytest.mark.unit
 def test_the_sql_is_found_through_the_package_not_a_path_from_a_source_file():
     from primetric_harvest.db import query, sql_dir
     from primetric_harvest.migrate import migrations
@@ -78,6 +80,7 @@ def test_the_sql_is_found_through_the_package_not_a_path_from_a_source_file():
     )
 
 
+@pytest.mark.airflow
 @pytest.mark.timeout(300)
 def test_a_built_wheel_carries_the_sql_and_registers_the_provider(tmp_path):
     uv = Path(sys.executable).parent / "uv"
