@@ -9,6 +9,7 @@ from importlib.resources.abc import Traversable
 
 import psycopg
 from psycopg import sql as pgsql
+from psycopg.rows import Row
 
 from primetric_harvest.names import PRIMETRIC_CONN_ID
 
@@ -45,15 +46,23 @@ def conninfo(conn_id: str = PRIMETRIC_CONN_ID) -> str:
     from airflow.sdk import BaseHook
 
     conn = BaseHook.get_connection(conn_id)
-    parts = {
+    parts: dict[str, str | int | None] = {
         "host": conn.host or "127.0.0.1",
         "port": conn.port or 5432,
         "dbname": conn.schema or "postgres",
         "user": conn.login or "postgres",
         "password": conn.password,
     }
-    return psycopg.conninfo.make_conninfo(**{k: v for k, v in parts.items() if v not in (None, "")})
+    return psycopg.conninfo.make_conninfo("", **{k: v for k, v in parts.items() if v not in (None, "")})
 
 
 def connect(conn_id: str = PRIMETRIC_CONN_ID, **kwargs) -> psycopg.Connection:
     return psycopg.connect(conninfo(conn_id), application_name="primetric-harvest-sync", **kwargs)
+
+
+def one_row(cursor: psycopg.Cursor[Row]) -> Row:
+    """The row of a statement that always answers exactly one (an aggregate, ``now()``, an upsert's counts)."""
+    row = cursor.fetchone()
+    if row is None:
+        raise RuntimeError("a statement that always answers one row answered none: is the database migrated?")
+    return row

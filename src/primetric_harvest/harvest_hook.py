@@ -12,6 +12,7 @@ import datetime as dt
 import email.utils
 import logging
 import time
+import urllib.parse
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -142,7 +143,7 @@ class HarvestHook:
         # OAuth2 (extra.refresh_token, installed from the "Install Harvest" page): tokens come from
         # primetric_harvest.oauth, renewed before expiry and once on a 401. Else password = personal token.
         self.oauth = None
-        self._token = None
+        self._token = ""
         if extra.get("refresh_token"):
             from primetric_harvest.oauth import OAuthTokenSource
 
@@ -150,7 +151,7 @@ class HarvestHook:
                 harvest_conn_id, conn, where=self._where(), timeout=self.timeout
             )
         else:
-            self._token = conn.password
+            self._token = conn.password or ""
             if not self._token:
                 raise HarvestError(f"Connection {harvest_conn_id!r} has no access token (password).")
         self.session = requests.Session()
@@ -198,7 +199,7 @@ class HarvestHook:
         self.stats.retries += 1
         log.warning(
             "Harvest request failed (%s), attempt %d of %d; retrying",
-            state.outcome.exception(),
+            state.outcome.exception() if state.outcome else None,
             state.attempt_number,
             self.max_attempts,
         )
@@ -206,7 +207,7 @@ class HarvestHook:
     def get(self, path_or_url: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
         """GET one resource as JSON, waiting out throttling and retrying transient faults."""
         url = path_or_url if "://" in path_or_url else f"{self.base_url}/v2/{path_or_url.lstrip('/')}"
-        path = requests.utils.urlparse(url).path
+        path = urllib.parse.urlsplit(url).path
         self.stats.by_path[path] = self.stats.by_path.get(path, 0) + 1
         throttle_waits = 0
         while True:

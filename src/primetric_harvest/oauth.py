@@ -173,8 +173,8 @@ def _token_set(token: dict, fallback_refresh: str | None = None) -> TokenSet:
         raise HarvestOAuthError("Harvest ID answered the token request without an access_token.")
     mask(access, token.get("refresh_token"))
     try:
-        expires_in = float(token.get("expires_in"))
-    except (TypeError, ValueError):
+        expires_in = float(token["expires_in"])
+    except (KeyError, TypeError, ValueError):
         expires_in = 3600.0  # no lifetime given: assume an hour, the 401 path covers the rest
     return TokenSet(access, token.get("refresh_token") or fallback_refresh, max(0.0, expires_in))
 
@@ -537,12 +537,12 @@ class OAuthTokenSource:
                 query("oauth", "seed"),
                 {"conn_id": self.conn_id, "seed_sha256": self.seed, "refresh_token": encrypt(self._seed_token)},
             )
-            row = _row(conn.execute(query("oauth", "lock"), {"conn_id": self.conn_id}))
+            row = _locked_row(conn.execute(query("oauth", "lock"), {"conn_id": self.conn_id}))
             if row["seed_sha256"] != self.seed:
                 log.info("Harvest connection %r was installed again: starting from its refresh token", self.conn_id)
                 params = {"conn_id": self.conn_id, "seed_sha256": self.seed, "refresh_token": encrypt(self._seed_token)}
                 conn.execute(query("oauth", "reseed"), params)
-                row = _row(conn.execute(query("oauth", "lock"), {"conn_id": self.conn_id}))
+                row = _locked_row(conn.execute(query("oauth", "lock"), {"conn_id": self.conn_id}))
             adopted = self._usable(row, not_this=stale)
             if adopted:
                 self.adopted += 1
@@ -567,7 +567,7 @@ class OAuthTokenSource:
                 {
                     "conn_id": self.conn_id,
                     "access_token": encrypt(tokens.access_token),
-                    "refresh_token": encrypt(tokens.refresh_token),
+                    "refresh_token": encrypt(tokens.refresh_token or current_refresh),
                     "expires_in": expires_in,
                     "rotated": rotated,
                 },
@@ -592,6 +592,14 @@ def _row(cursor) -> dict | None:
     if values is None:
         return None
     return dict(zip([c.name for c in cursor.description], values, strict=True))
+
+
+def _locked_row(cursor) -> dict:
+    """The token row the lock statement answers: the seed statement before it makes sure it exists."""
+    row = _row(cursor)
+    if row is None:
+        raise RuntimeError("harvest_sync.oauth_tokens has no row after seeding it: is the database migrated?")
+    return row
 
 
 class BearerRefreshAuth(requests.auth.AuthBase):
