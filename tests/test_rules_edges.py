@@ -90,6 +90,11 @@ def test_a_window_of_zero_or_less_lists_changes_and_running_timers_and_prunes_no
         assert (p.prune, p.prune_from, p.prune_to, p.new_sync_since) == (False, None, None, SINCE)
 
 
+def test_a_daily_run_keeps_sync_since():
+    assert plan().new_sync_since == SINCE
+    assert plan(sync_since=D(2026, 11, 1)).new_sync_since == D(2026, 11, 1)
+
+
 def test_a_window_of_one_day_lists_yesterday_and_today_in_full():
     p = plan(window_days=1)
     assert p.listings == (
@@ -228,6 +233,46 @@ def test_the_first_unknown_parameter_is_named_and_all_of_them_listed():
     assert str(caught.value).startswith("unknown parameter 'alpha', 'zeta': the accepted parameters are since, ")
 
 
+@pytest.mark.parametrize(
+    ("conf", "kw", "field", "message"),
+    [
+        ({"clear_data": "yes"}, {}, "clear_data", "clear_data='yes' is not true or false"),
+        (
+            {"since": "2026-11-26"},
+            {},
+            "since",
+            "since=2026-11-26 is after today (2026-11-25): a reset from a future date would delete every synced work "
+            "log and sync nothing; give a date up to today",
+        ),
+        (
+            {"since": "2026-01-01", "clear_data": True},
+            {},
+            "clear_data",
+            "clear_data and since cannot be combined: clear the data first, then reset and sync from a date",
+        ),
+        (
+            {"since": "2026-01-01"},
+            {"backfill": True},
+            "since",
+            "a backfill replaces exactly the dates of its own runs: since and clear_data cannot be given to a backfill "
+            "(trigger a reset or a clear as a run of its own)",
+        ),
+        (
+            {"clear_data": True, "confirm_project_name": "A"},
+            {"backfill": True},
+            "clear_data",
+            "a backfill replaces exactly the dates of its own runs: since and clear_data cannot be given to a backfill "
+            "(trigger a reset or a clear as a run of its own)",
+        ),
+    ],
+    ids=["clear-not-bool", "since-future", "clear-and-since", "backfill-since", "backfill-clear"],
+)
+def test_a_refused_request_says_exactly_what_to_do_and_names_its_field(conf, kw, field, message):
+    with pytest.raises(InvalidSyncRequest) as caught:
+        parse_sync_request(conf, today=TODAY, project_name="A", **kw)
+    assert (str(caught.value), caught.value.field) == (message, field)
+
+
 def test_clear_data_false_goes_with_since_and_a_backfill_names_clear_data():
     request = parse_sync_request({"since": "2026-01-01", "clear_data": False}, today=TODAY, project_name="A")
     assert request == SyncRequest(since=D(2026, 1, 1))
@@ -343,6 +388,39 @@ def test_a_record_wrong_in_several_ways_is_kept_aside_once_for_the_first():
         [3, SkipReason.UNLINKED_HARVEST_PROJECT, "Harvest project 8 is not linked to this project"],
         [4, SkipReason.UNKNOWN_HARVEST_USER, "Harvest user 99 is not in Harvest's user list"],
     ]
+
+
+def test_validation_gives_the_valid_entries_with_their_day_and_hours_and_the_rest_numbered_from_0():
+    data = entries((1, 7, 10, "2026-02-01", "1.5"), (2, 7, 10, "bad", "1"), (3, 7, 10, "2026-02-02", "x"))
+    data.index = [10, 20, 30]  # as a caller's filter may leave it
+    valid, invalid = t.validate_entries(data, {7}, {10})
+    assert list(valid.columns) == [*t.ENTRY_COLUMNS, "work_date", "hours_value"]
+    assert valid[["harvest_time_entry_id", "work_date", "hours_value"]].values.tolist() == [[1, D(2026, 2, 1), 1.5]]
+    assert list(invalid.columns) == t.SKIPPED_COLUMNS
+    assert invalid[["harvest_time_entry_id", "reason"]].values.tolist() == [
+        [2, SkipReason.INVALID_SPENT_DATE],
+        [3, SkipReason.INVALID_HOURS],
+    ]
+    assert list(invalid.index) == [0, 1]
+
+
+def test_an_entry_frame_without_optional_columns_is_kept_aside_with_every_column():
+    data = entries((1, 8, 10, "2026-02-01", "1")).drop(columns=["notes", "updated_at"])
+    _, invalid = t.validate_entries(data, {7}, {10})
+    assert list(invalid.columns) == t.SKIPPED_COLUMNS
+    assert invalid[["harvest_time_entry_id", "reason"]].values.tolist() == [[1, SkipReason.UNLINKED_HARVEST_PROJECT]]
+    assert invalid[["notes", "updated_at"]].isna().all(axis=None)
+
+
+def test_kept_aside_entries_of_every_kind_are_numbered_from_0():
+    data = entries((1, 8, 10, "2026-02-01", "1"), (2, 7, 11, "2026-02-01", "1"), (3, 7, 10, "2026-02-01", "1"))
+    unmatched = USERS.assign(email=["bobby@acme.test", "nobody@acme.test"])
+    result = t.plan_work_logs(data, unmatched, EMPLOYEES, NO_ASSIGNMENTS, RULES, {7})
+    assert result.skipped[["harvest_time_entry_id", "reason"]].values.tolist() == [
+        [1, SkipReason.UNLINKED_HARVEST_PROJECT],
+        [2, SkipReason.NO_MATCHING_EMPLOYEE],
+    ]
+    assert list(result.skipped.index) == [0, 1]
 
 
 def test_missing_teammates_are_kept_aside_with_the_reasons_sentence():
@@ -564,17 +642,20 @@ def test_without_trimming_an_assignment_spans_the_project_widened_to_its_work_lo
         [901, D(2026, 5, 1), D(2026, 5, 2)],
     ]
     assert list(t.assignment_spans(work.iloc[1:], project).index) == [0]
+    for rules in (no_dates, project, trimmed):
+        assert list(t.assignment_spans(work, rules).columns) == ["assignment_id", "start_date", "end_date"]
 
 
 # -- whose synced work logs are judged again
 def test_people_to_recheck_are_those_whose_match_moved_or_vanished():
-    synced = pd.DataFrame({"harvest_user_id": [10, 11, 12], "employee_id": [1, 1, 3]})
+    synced = pd.DataFrame({"harvest_user_id": [10, 11, 12, 13], "employee_id": [1, 1, 3, 2]})
     users = pd.DataFrame(
         [(10, "bobby@acme.test", "B", "T"), (11, "sam@acme.test", "S", "S"), (12, "gone@acme.test", "G", "G")],
         columns=["harvest_user_id", "email", "first_name", "last_name"],
     )
-    # 10 still Bobby (1): unchanged; 11 now matches Sam (2), not 1: moved; 12 matches nobody: vanished.
-    assert t.people_to_recheck(synced, users, EMPLOYEES, NO_ASSIGNMENTS, RULES) == [11, 12]
+    # 10 still Bobby (1): unchanged; 11 now matches Sam (2), not 1: moved; 12 matches nobody: vanished; 13 is
+    # no longer among Harvest's users at all.
+    assert t.people_to_recheck(synced, users, EMPLOYEES, NO_ASSIGNMENTS, RULES) == [11, 12, 13]
     assert t.people_to_recheck(synced.iloc[:0], users, EMPLOYEES, NO_ASSIGNMENTS, RULES) == []
     still = pd.DataFrame({"harvest_user_id": [11, 10], "employee_id": [2, 1]})
     assert t.people_to_recheck(still, users, EMPLOYEES, NO_ASSIGNMENTS, RULES) == []
@@ -585,6 +666,9 @@ def test_with_prevent_creation_people_without_an_assignment_are_rechecked():
     only_bobby = assignments((50, 1, D(2026, 1, 1), None))
     prevent = t.ProjectRules(project_id=1, start_date=None, end_date=None, prevent_new_assignment_creation=True)
     assert t.people_to_recheck(synced, USERS, EMPLOYEES, only_bobby, prevent) == [11]
+    # Bobby's Harvest e-mail changed to Sam's: assigned, but his match moved, so he is judged again too.
+    moved = USERS.assign(email=["sam@acme.test", "sam@acme.test"])
+    assert t.people_to_recheck(synced, moved, EMPLOYEES, only_bobby, prevent) == [10, 11]
     assert t.people_to_recheck(synced, USERS, EMPLOYEES, only_bobby, RULES) == []  # creation allowed
     recheck = t.people_to_recheck(synced, USERS, EMPLOYEES, NO_ASSIGNMENTS, prevent)
     assert recheck == [10, 11] and all(type(u) is int for u in recheck)
