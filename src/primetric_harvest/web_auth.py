@@ -27,13 +27,16 @@ HTML pages can turn the 401 into a redirect to the login page with :func:`login_
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.responses import RedirectResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from primetric_harvest.names import HARVEST_CONN_ID
+
+if TYPE_CHECKING:
+    from airflow.api_fastapi.auth.managers.base_auth_manager import ResourceMethod
 
 _bearer = HTTPBearer(auto_error=False)
 
@@ -60,9 +63,8 @@ def is_admin(user: Any) -> bool:
     if isinstance(manager, SimpleAuthManager):
         return str(getattr(user, "role", "") or "").lower() == "admin"
     details = ConnectionDetails(conn_id=HARVEST_CONN_ID)
-    return all(
-        manager.is_authorized_connection(method=method, details=details, user=user) for method in ("POST", "PUT")
-    )
+    writes: tuple[ResourceMethod, ...] = ("POST", "PUT")
+    return all(manager.is_authorized_connection(method=method, details=details, user=user) for method in writes)
 
 
 # -- what a user may do with a project's sync: Airflow's auth manager decides, per DAG -------------------
