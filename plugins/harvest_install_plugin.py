@@ -9,7 +9,7 @@ from typing import ClassVar
 from airflow.plugins_manager import AirflowPlugin
 from harvest_install.app import app
 
-from primetric_harvest.oauth import INSTALL_PATH
+from primetric_harvest.names import INSTALL_PATH
 
 
 class HarvestInstallPlugin(AirflowPlugin):

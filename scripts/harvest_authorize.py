@@ -19,16 +19,17 @@ import getpass
 import os
 import sys
 
-from primetric_harvest import oauth
+from primetric_harvest import oauth_install as install
 from primetric_harvest.harvest_api import DEFAULT_BASE_URL, DEFAULT_ID_URL
-from primetric_harvest.names import HARVEST_CONN_ID
+from primetric_harvest.names import CALLBACK_PATH, HARVEST_CONN_ID
+from primetric_harvest.oauth_tokens import HarvestOAuthError
 
 
 def default_redirect_uri() -> str | None:
     from airflow.configuration import conf
 
     base = (conf.get("api", "base_url", fallback="") or "").strip().rstrip("/")
-    return f"{base}{oauth.CALLBACK_PATH}" if base else None
+    return f"{base}{CALLBACK_PATH}" if base else None
 
 
 def choose(accounts: list[dict], wanted: str | None, ask) -> dict:
@@ -36,7 +37,7 @@ def choose(accounts: list[dict], wanted: str | None, ask) -> dict:
         for account in accounts:
             if str(account["id"]) == str(wanted):
                 return account
-        raise oauth.HarvestOAuthError(f"Account {wanted} is not among those authorized: {[a['id'] for a in accounts]}.")
+        raise HarvestOAuthError(f"Account {wanted} is not among those authorized: {[a['id'] for a in accounts]}.")
     if len(accounts) == 1:
         return accounts[0]
     for i, account in enumerate(accounts, 1):
@@ -45,7 +46,7 @@ def choose(accounts: list[dict], wanted: str | None, ask) -> dict:
     try:
         return accounts[int(answer) - 1]
     except (ValueError, IndexError):
-        raise oauth.HarvestOAuthError(f"No account number {answer!r}.") from None
+        raise HarvestOAuthError(f"No account number {answer!r}.") from None
 
 
 def main(argv: list[str] | None = None, ask=input) -> int:
@@ -63,20 +64,20 @@ def main(argv: list[str] | None = None, ask=input) -> int:
     if not redirect_uri:
         parser.error("--redirect-uri is needed ([api] base_url is not set to derive it)")
     try:
-        state = oauth.new_state()
+        state = install.new_state()
         print("Open this URL in a browser, sign in to Harvest as an administrator and approve:\n")
-        print("  " + oauth.authorization_url(args.client_id, redirect_uri, state, args.id_url) + "\n")
+        print("  " + install.authorization_url(args.client_id, redirect_uri, state, args.id_url) + "\n")
         pasted = ask("Paste the URL Harvest redirected to (or the code): ")
-        code = oauth.parse_pasted(pasted, state)
-        tokens = oauth.exchange_code(args.client_id, secret, code, redirect_uri, args.id_url)
-        user, accounts = oauth.harvest_accounts(tokens.access_token, args.id_url)
+        code = install.parse_pasted(pasted, state)
+        tokens = install.exchange_code(args.client_id, secret, code, redirect_uri, args.id_url)
+        user, accounts = install.harvest_accounts(tokens.access_token, args.id_url)
         if not accounts:
-            raise oauth.HarvestOAuthError(f"The Harvest user {user.get('email', '')} has no Harvest account.")
+            raise HarvestOAuthError(f"The Harvest user {user.get('email', '')} has no Harvest account.")
         if not tokens.refresh_token:
-            raise oauth.HarvestOAuthError("Harvest sent no refresh token.")
+            raise HarvestOAuthError("Harvest sent no refresh token.")
         account = choose(accounts, args.account_id, ask)
-        me = oauth.check_administrator(tokens.access_token, str(account["id"]), args.api_url)
-        oauth.save_connection(
+        me = install.check_administrator(tokens.access_token, str(account["id"]), args.api_url)
+        install.save_connection(
             args.conn_id,
             client_id=args.client_id,
             client_secret=secret,
@@ -86,7 +87,7 @@ def main(argv: list[str] | None = None, ask=input) -> int:
             id_url=args.id_url,
             installed_by=f"{getpass.getuser()} (command line)",
         )
-    except oauth.HarvestOAuthError as exc:
+    except HarvestOAuthError as exc:
         print(f"Harvest was not installed: {exc}", file=sys.stderr)
         return 1
     print(

@@ -141,7 +141,7 @@ def test_install_in_the_browser_then_a_dag_run_syncs(airflow_api, world):
         screenshot("install-page")
 
         # Step 1: copy the Name and Redirect URL into a new OAuth2 application at (simulated) Harvest.
-        from primetric_harvest.oauth import APP_NAME  # imports Airflow: not at collection (make test-unit)
+        from primetric_harvest.oauth_install import APP_NAME  # imports Airflow: not at collection (make test-unit)
 
         assert page.input_value("#app-name") == APP_NAME
         redirect_url = page.input_value("#redirect-url")

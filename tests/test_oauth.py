@@ -39,9 +39,9 @@ def harvest_id(harvest) -> HarvestID:
 
 def approve(harvest_id: HarvestID, redirect_uri: str = REDIRECT, decision: str = "approve") -> dict:
     """Go through Harvest ID's consent page like a browser: GET the page, press a button; the redirect's query."""
-    from primetric_harvest import oauth
+    from primetric_harvest import oauth_install
 
-    url = oauth.authorization_url(DEFAULT_CLIENT_ID, redirect_uri, "st4te", harvest_id.url)
+    url = oauth_install.authorization_url(DEFAULT_CLIENT_ID, redirect_uri, "st4te", harvest_id.url)
     page = requests.get(url, allow_redirects=False, timeout=5)
     assert page.status_code == 200 and "Authorize application" in page.text
     params = dict(parse_qs(urlsplit(url).query, keep_blank_values=True))
@@ -77,10 +77,10 @@ def set_oauth_connection(monkeypatch, sim, harvest_id: HarvestID, refresh_token:
 @pytest.fixture
 def installed(apollo, harvest_id, oauth_env, monkeypatch):
     """A world whose harvest_default connection is an OAuth2 installation (the code flow done for real)."""
-    from primetric_harvest import oauth
+    from primetric_harvest import oauth_install
 
     code = approve(harvest_id)["code"]
-    tokens = oauth.exchange_code(DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, code, REDIRECT, harvest_id.url)
+    tokens = oauth_install.exchange_code(DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, code, REDIRECT, harvest_id.url)
     set_oauth_connection(monkeypatch, apollo.sim, harvest_id, tokens.refresh_token)
     apollo.seed_refresh_token = tokens.refresh_token
     apollo.harvest_id = harvest_id
@@ -100,10 +100,10 @@ def token_row(world) -> dict:
 
 
 def decrypted(world) -> tuple[str, str]:
-    from primetric_harvest import oauth
+    from primetric_harvest import oauth_tokens
 
     row = token_row(world)
-    return oauth.decrypt(row["access_token"], "test"), oauth.decrypt(row["refresh_token"], "test")
+    return oauth_tokens.decrypt(row["access_token"], "test"), oauth_tokens.decrypt(row["refresh_token"], "test")
 
 
 def expire_stored_token(world, seconds_left: int = 5) -> None:
@@ -190,7 +190,7 @@ def test_rotated_refresh_tokens_are_stored_and_used(installed):
 def test_revoked_refresh_token_fails_at_once_and_touches_nothing(installed, how):
     from airflow.sdk.exceptions import AirflowFailException
 
-    from primetric_harvest.oauth import HarvestReauthorizationRequired
+    from primetric_harvest.oauth_tokens import HarvestReauthorizationRequired
 
     installed.entry("bobby", 701, "2026-02-01", 2)
     installed.sync(7)
@@ -243,20 +243,22 @@ def test_two_runs_refreshing_at_once_keep_the_newer_token(installed):
     assert errors == [] and sorted(results) == [0, 1]
     assert installed.harvest_id.grants("refresh_token") == 2  # the install's first + exactly one now
     assert installed.harvest_id.grants("refresh_token", status=400) == 0
-    assert sorted(h.oauth.refreshes for h in hooks) == [0, 1] and sum(h.oauth.adopted for h in hooks) == 1
+    assert sorted(h.token_source.refreshes for h in hooks) == [0, 1] and sum(h.token_source.adopted for h in hooks) == 1
     assert installed.harvest_id.valid_refresh_tokens() == [decrypted(installed)[1]]
     assert hooks[0].access_token() == hooks[1].access_token() == decrypted(installed)[0]
 
 
 @pytest.mark.db
 def test_installing_again_starts_from_the_new_refresh_token(installed, monkeypatch):
-    from primetric_harvest import oauth
+    from primetric_harvest import oauth_install
 
     installed.harvest_id.rotate_refresh_tokens = True
     installed.sync(7)
     old_access, _ = decrypted(installed)
     code = approve(installed.harvest_id)["code"]
-    tokens = oauth.exchange_code(DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, code, REDIRECT, installed.harvest_id.url)
+    tokens = oauth_install.exchange_code(
+        DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, code, REDIRECT, installed.harvest_id.url
+    )
     set_oauth_connection(monkeypatch, installed.sim, installed.harvest_id, tokens.refresh_token)
     installed.harvest_id.revoke(installed.seed_refresh_token)  # the old installation's chain is gone
     installed.sync(7)
@@ -267,7 +269,7 @@ def test_installing_again_starts_from_the_new_refresh_token(installed, monkeypat
 @pytest.mark.db
 def test_wrong_fernet_key_asks_for_reinstall(installed, monkeypatch):
     from primetric_harvest.harvest_hook import HarvestHook
-    from primetric_harvest.oauth import HarvestReauthorizationRequired
+    from primetric_harvest.oauth_tokens import HarvestReauthorizationRequired
 
     installed.sync(7)
     monkeypatch.setenv("AIRFLOW__CORE__FERNET_KEY", Fernet.generate_key().decode())
@@ -278,7 +280,7 @@ def test_wrong_fernet_key_asks_for_reinstall(installed, monkeypatch):
 @pytest.mark.db
 def test_missing_fernet_key_is_refused_not_stored_in_plain_text(installed, monkeypatch):
     from primetric_harvest.harvest_hook import HarvestHook
-    from primetric_harvest.oauth import HarvestOAuthError
+    from primetric_harvest.oauth_tokens import HarvestOAuthError
 
     monkeypatch.setenv("AIRFLOW__CORE__FERNET_KEY", "")
     with pytest.raises(HarvestOAuthError, match="fernet_key is not set"):
@@ -288,13 +290,13 @@ def test_missing_fernet_key_is_refused_not_stored_in_plain_text(installed, monke
 
 @pytest.mark.db
 def test_oauth_extra_keys_are_never_sent_as_headers(installed):
-    from primetric_harvest.harvest_hook import OWN_EXTRA_KEYS, HarvestHook
+    from primetric_harvest.harvest_hook import HarvestHook
 
     hook = HarvestHook()
     hook.me()
     sent = {k.lower() for k in hook.session.headers}
-    assert {"refresh_token", "oauth_base_url", "token_store_conn_id"} <= OWN_EXTRA_KEYS
-    assert not sent & {"refresh_token", "oauth_base_url", "account_id"}
+    assert "harvest-account-id" in sent  # the headers were looked at
+    assert not sent & {"refresh_token", "oauth_base_url", "account_id", "token_store_conn_id", "timeout"}
 
 
 # --------------------------------------------------------------------------- the code exchange
@@ -306,7 +308,7 @@ def test_denied_consent_redirects_with_access_denied(harvest_id, oauth_env):
 
 @pytest.mark.db
 def test_code_exchange_errors_say_what_went_wrong(harvest_id, oauth_env):
-    from primetric_harvest import oauth
+    from primetric_harvest import oauth_install as oauth
 
     code = approve(harvest_id)["code"]
     with pytest.raises(oauth.HarvestOAuthError, match="Client ID or Client secret"):
@@ -318,7 +320,7 @@ def test_code_exchange_errors_say_what_went_wrong(harvest_id, oauth_env):
 
 @pytest.mark.unit
 def test_pasted_redirect_url_is_checked(oauth_env):
-    from primetric_harvest import oauth
+    from primetric_harvest import oauth_install as oauth
 
     assert oauth.parse_pasted(f"{REDIRECT}?code=abc&state=s1", "s1") == "abc"
     assert oauth.parse_pasted("  abc \n", "s1") == "abc"
@@ -330,7 +332,7 @@ def test_pasted_redirect_url_is_checked(oauth_env):
 
 @pytest.mark.db
 def test_non_administrator_is_refused(harvest, harvest_id, oauth_env):
-    from primetric_harvest import oauth
+    from primetric_harvest import oauth_install as oauth
 
     member = harvest.state.add_user("Mo", "Member", "mo@acme.test", access_roles=["member"])["id"]
     harvest_id.user_id = member
@@ -461,7 +463,7 @@ def test_dag_run_with_oauth_refreshes_and_logs_no_secret(installed, airflow_db, 
 
 @pytest.mark.db
 def test_refresh_logs_no_secret_even_at_debug(installed, caplog, capsys):
-    """requests-oauthlib logs token request bodies and responses at DEBUG: oauth.py holds it at INFO."""
+    """requests-oauthlib logs token request bodies and responses at DEBUG: oauth_tokens.py holds it at INFO."""
     import logging
 
     caplog.set_level(logging.DEBUG)

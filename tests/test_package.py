@@ -67,6 +67,37 @@ def test_airflow_loads_our_plugins_without_importing_any_module_twice():
     assert not any(n.startswith("primetric_harvest.pipeline") for n in names)
 
 
+@pytest.mark.airflow
+def test_loading_the_plugins_logs_no_pathspec_deprecation():
+    """Every task process loads the plugins, whose .airflowignore Airflow 3.3.2 reads with pathspec's
+    GitWildMatchPattern: pathspec >= 1.0 logs a DeprecationWarning for it at the top of every task log.
+    requirements.txt pins the 0.12 line, which Airflow's file discovery was written against."""
+    env = {**os.environ, "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins")}
+    code = "from airflow import plugins_manager as m; m.ensure_plugins_loaded(); print(m._get_plugins()[0])"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "harvest_install" in out.stdout  # the ignore file was read and the plugins loaded
+    assert "GitWildMatchPattern" not in out.stdout + out.stderr
+
+
+@pytest.mark.unit
+def test_every_named_sql_statement_is_used():
+    """A statement nothing runs is dead weight that still has to be kept right: each ``-- name:`` of
+    include/sql/*.sql is named in the code (``query("file", "name")``, or its name passed on to ``query``)."""
+    import re
+
+    code = "\n".join(
+        p.read_text() for d in ("src", "plugins", "dags", "scripts", "bench") for p in (ROOT / d).rglob("*.py")
+    )
+    unused = []
+    for sql in sorted((ROOT / "include/sql").glob("*.sql")):
+        assert f'"{sql.stem}"' in code, f"{sql.name}: no query({sql.stem!r}, ...) anywhere"
+        for name in re.findall(r"^-- name: (\w+)\s*$", sql.read_text(), re.MULTILINE):
+            if f'query("{sql.stem}", "{name}"' not in code and f'"{name}"' not in code:
+                unused.append(f"{sql.name}: {name}")
+    assert unused == []
+
+
 @pytest.mark.unit
 def test_the_sql_is_found_through_the_package_not_a_path_from_a_source_file():
     from primetric_harvest.db import query, sql_dir

@@ -344,6 +344,21 @@ def test_mutations_via_control_endpoints(make_sim, session):
     assert own and {x["user"]["id"] for x in own} == {3000002}  # a silent subset
     assert session.get(url, headers={"Harvest-Account-Id": "777"}).status_code == 403
 
+    # Revoked at id.getharvest.com: the token stops working at once.
+    assert requests.delete(f"{sim.url}/_sim/tokens/member-token").status_code == 200
+    assert session.get(f"{sim.url}/v2/users/me", headers=member).status_code == 401
+    assert requests.delete(f"{sim.url}/_sim/tokens/member-token").status_code == 404
+
+
+def test_fault_modes_need_nothing_of_the_server_module():
+    """faults.py answers with the simulator's error type from api_error.py; the server imports faults.py, so
+    faults.py importing the server back would be a cycle."""
+    import ast
+
+    tree = ast.parse((ROOT / "src/harvest_simulator/faults.py").read_text())
+    ours = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.level > 0}
+    assert ours == {"api_error"}
+
 
 # ----------------------------------------------------------------------------- rate limit
 def test_rate_limit_429_and_retry_after(make_sim, session):

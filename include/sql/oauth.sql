@@ -42,8 +42,11 @@ SET access_token = %(access_token)s,
     rotations = rotations + %(rotated)s::int
 WHERE conn_id = %(conn_id)s;
 
--- For the install page and tests: how the stored tokens stand (no secrets).
--- name: status
-SELECT expires_at, refreshed_at, refresh_count, rotations
+-- The row that continues an installation, whichever connection id first used it: the connection test runs
+-- under a throwaway id and must renew (or reuse) the installation's tokens, never start a second chain.
+-- name: by_seed
+SELECT conn_id
 FROM harvest_sync.oauth_tokens
-WHERE conn_id = %(conn_id)s;
+WHERE seed_sha256 = %(seed_sha256)s
+ORDER BY refreshed_at DESC NULLS LAST
+LIMIT 1;

@@ -111,6 +111,3 @@ COPY {worklogs} (harvest_time_entry_id, employee_id, assignment_id, work_date, h
 -- name: copy_skipped
 COPY {skipped} (harvest_time_entry_id, harvest_project_id, harvest_user_id, spent_date, hours, notes,
                 updated_at, reason, detail) FROM STDIN;
-
--- name: counts
-SELECT (SELECT count(*) FROM {worklogs}) AS worklogs, (SELECT count(*) FROM {skipped}) AS skipped;

@@ -28,9 +28,10 @@ import jinja2
 from fastapi import Depends, FastAPI, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from primetric_harvest import oauth
+from primetric_harvest import oauth_install as install
 from primetric_harvest.harvest_api import DEFAULT_BASE_URL, DEFAULT_ID_URL
 from primetric_harvest.names import HARVEST_CONN_ID
+from primetric_harvest.oauth_tokens import HarvestOAuthError, encrypt, fernet, mask
 from primetric_harvest.web_auth import login_redirect, require_admin, user_name
 
 PENDING_COOKIE = "harvest_install"
@@ -44,7 +45,7 @@ _templates = jinja2.Environment(
 
 
 def render(name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
-    context.setdefault("app_name", oauth.APP_NAME)
+    context.setdefault("app_name", install.APP_NAME)
     html = _templates.get_template(name).render(**context)
     return HTMLResponse(html, status_code=status_code, headers={"Cache-Control": "no-store"})
 
@@ -83,7 +84,7 @@ def _save_pending(response: Response, request: Request, pending: dict) -> None:
     pending["t"] = time.time()
     response.set_cookie(
         PENDING_COOKIE,
-        oauth.encrypt(json.dumps(pending)),
+        encrypt(json.dumps(pending)),
         max_age=PENDING_TTL,
         path=_cookie_path(request),
         httponly=True,
@@ -102,18 +103,16 @@ def _load_pending(request: Request, user: Any) -> dict:
 
     raw = request.cookies.get(PENDING_COOKIE)
     if not raw:
-        raise oauth.HarvestOAuthError(
+        raise HarvestOAuthError(
             "No installation is in progress in this browser (it expires after 15 minutes): start again."
         )
     try:
-        pending = json.loads(oauth.fernet().decrypt(raw.encode(), ttl=PENDING_TTL))
+        pending = json.loads(fernet().decrypt(raw.encode(), ttl=PENDING_TTL))
     except (InvalidToken, ValueError):
-        raise oauth.HarvestOAuthError(
-            "The installation in progress has expired or is unreadable: start again."
-        ) from None
+        raise HarvestOAuthError("The installation in progress has expired or is unreadable: start again.") from None
     if pending.get("user") != user_name(user):
-        raise oauth.HarvestOAuthError("This installation was started by another Airflow user: start again.")
-    oauth.mask(pending.get("client_secret"), pending.get("refresh_token"), pending.get("access_token"))
+        raise HarvestOAuthError("This installation was started by another Airflow user: start again.")
+    mask(pending.get("client_secret"), pending.get("refresh_token"), pending.get("access_token"))
     return pending
 
 
@@ -138,15 +137,15 @@ Admin = Annotated[Any, Depends(require_admin)]
 # --------------------------------------------------------------------------- routes
 @app.get("/", response_class=HTMLResponse)
 def index(request: Request, user: Admin) -> HTMLResponse:
-    status = oauth.installation_status()
+    status = install.installation_status()
     return render(
         "install.html",
         user=user_name(user),
         redirect_url=redirect_uri(request),
         status=status,
-        api_url=status.get("api_url") or DEFAULT_BASE_URL,
-        id_url=status.get("id_url") or DEFAULT_ID_URL,
-        client_id=status.get("client_id") or "",
+        api_url=status.api_url or DEFAULT_BASE_URL,
+        id_url=status.id_url,
+        client_id=status.client_id or "",
     )
 
 
@@ -161,14 +160,14 @@ def authorize(
 ) -> Response:
     _same_origin(request)
     client_id, client_secret = client_id.strip(), client_secret.strip()
-    oauth.mask(client_secret)
+    mask(client_secret)
     if not client_id or not client_secret:
         return _error(request, "Enter both the Client ID and the Client secret Harvest shows for your application.")
     for label, url in (("Harvest API URL", api_url), ("Harvest ID URL", id_url)):
         if not url.startswith(("https://", "http://")):
             return _error(request, f"{label} must be an http(s) URL, not {url!r}.")
-    state = oauth.new_state()
-    target = oauth.authorization_url(client_id, redirect_uri(request), state, id_url.strip().rstrip("/"))
+    state = install.new_state()
+    target = install.authorization_url(client_id, redirect_uri(request), state, id_url.strip().rstrip("/"))
     response = RedirectResponse(target, status_code=303)
     _save_pending(
         response,
@@ -198,34 +197,34 @@ def callback(
     try:
         pending = _load_pending(request, user)
         if not state or state != pending["state"]:
-            raise oauth.HarvestOAuthError(
+            raise HarvestOAuthError(
                 "The answer from Harvest does not belong to the installation started in this browser (state "
                 "mismatch, a possible cross-site request forgery): nothing was stored. Start again."
             )
         if error:
             reason = "you denied access" if error == "access_denied" else (error_description or error)
-            raise oauth.HarvestOAuthError(f"Harvest did not authorize the integration: {reason}. Nothing was stored.")
+            raise HarvestOAuthError(f"Harvest did not authorize the integration: {reason}. Nothing was stored.")
         if not code:
-            raise oauth.HarvestOAuthError("Harvest sent no authorization code back: start again.")
-        tokens = oauth.exchange_code(
+            raise HarvestOAuthError("Harvest sent no authorization code back: start again.")
+        tokens = install.exchange_code(
             pending["client_id"], pending["client_secret"], code, pending["redirect_uri"], pending["id_url"]
         )
-        harvest_user, accounts = oauth.harvest_accounts(tokens.access_token, pending["id_url"])
+        harvest_user, accounts = install.harvest_accounts(tokens.access_token, pending["id_url"])
         if not accounts:
-            raise oauth.HarvestOAuthError(
+            raise HarvestOAuthError(
                 f"The Harvest user {harvest_user.get('email', '')} has no Harvest account (only other products): "
                 "sign in to Harvest with a user of the account to sync and authorize again."
             )
         pending.update(access_token=tokens.access_token, refresh_token=tokens.refresh_token or "")
         if not tokens.refresh_token:
-            raise oauth.HarvestOAuthError("Harvest sent no refresh token: the integration could not renew its access.")
+            raise HarvestOAuthError("Harvest sent no refresh token: the integration could not renew its access.")
         if len(accounts) == 1:
             return finish(request, user, pending, accounts[0])
         pending["accounts"] = [{"id": str(a["id"]), "name": a.get("name", "")} for a in accounts]
         response = render("choose_account.html", accounts=pending["accounts"], email=harvest_user.get("email", ""))
         _save_pending(response, request, pending)
         return response
-    except oauth.HarvestOAuthError as exc:
+    except HarvestOAuthError as exc:
         return _error(request, str(exc))
 
 
@@ -236,16 +235,16 @@ def choose_account(request: Request, user: Admin, account_id: Annotated[str, For
         pending = _load_pending(request, user)
         chosen = [a for a in pending.get("accounts") or [] if a["id"] == account_id.strip()]
         if not chosen:
-            raise oauth.HarvestOAuthError(f"Account {account_id!r} is not one the authorization gave access to.")
+            raise HarvestOAuthError(f"Account {account_id!r} is not one the authorization gave access to.")
         return finish(request, user, pending, chosen[0])
-    except oauth.HarvestOAuthError as exc:
+    except HarvestOAuthError as exc:
         return _error(request, str(exc))
 
 
 def finish(request: Request, user: Any, pending: dict, account: dict) -> Response:
     account_id = str(account["id"])
-    me = oauth.check_administrator(pending["access_token"], account_id, pending["api_url"])
-    oauth.save_connection(
+    me = install.check_administrator(pending["access_token"], account_id, pending["api_url"])
+    install.save_connection(
         HARVEST_CONN_ID,
         client_id=pending["client_id"],
         client_secret=pending["client_secret"],

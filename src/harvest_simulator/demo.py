@@ -53,5 +53,5 @@ def demo_command(port: int, python: str = sys.executable) -> list[str]:
 
 def demo_connection(url: str) -> str:
     """The `harvest_default` connection (AIRFLOW_CONN_HARVEST_DEFAULT) for the demo account at ``url``."""
-    return json.dumps({"conn_type": "http", "host": url, "password": DEMO_TOKEN,
+    return json.dumps({"conn_type": "harvest", "host": url, "password": DEMO_TOKEN,
                        "extra": {"account_id": DEMO_ACCOUNT_ID}})  # fmt: skip

@@ -59,6 +59,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from .api_error import ApiError
+
 _TARGETING = ("path", "params", "nth", "times", "probability", "seed")
 
 # mode -> its options with their defaults
@@ -240,8 +242,6 @@ class Faults:
     # -- modes -----------------------------------------------------------------------------------
     def _answer(self, req: Any) -> tuple[int, Any, dict]:
         """What the simulator would have answered (errors included)."""
-        from .server import ApiError
-
         try:
             return self.sim._api(req)
         except ApiError as err:

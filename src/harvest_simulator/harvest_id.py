@@ -33,7 +33,8 @@ import time
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from .server import DEFAULT_ACCOUNT_ID, ApiError, HarvestSimulator, Request, Response
+from .api_error import ApiError, Response
+from .server import DEFAULT_ACCOUNT_ID, HarvestSimulator, Request
 
 PREFIX = "/_sim/id"
 DEFAULT_CLIENT_ID = "sim-client-id"

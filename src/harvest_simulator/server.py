@@ -34,24 +34,13 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 import msgspec
 import numpy as np
 
+from .api_error import ApiError, Response
 from .faults import Faults
 from .state import SimulatorState, iso_z, to_utc_datetime
 
 MAX_PER_PAGE = 2000
 DEFAULT_ACCOUNT_ID = "123456"
 DEFAULT_TOKEN = "test-token"
-
-Response = tuple[int, Any, dict[str, str]]
-
-
-class ApiError(Exception):
-    """Raised by route handlers to answer an error with a JSON body."""
-
-    def __init__(self, status: int, payload: dict, headers: dict[str, str] | None = None) -> None:
-        super().__init__(payload)
-        self.status = status
-        self.payload = payload
-        self.headers = headers or {}
 
 
 def _unprocessable(message: str) -> ApiError:
@@ -680,6 +669,7 @@ class HarvestSimulator:
         add("PATCH", r"/_sim/users/(\d+)", self._c_update_user, control=True)
         add("POST", r"/_sim/projects", self._c_add_project, control=True)
         add("POST", r"/_sim/tokens", self._c_add_token, control=True)
+        add("DELETE", r"/_sim/tokens/([^/]+)", self._c_revoke_token, control=True)
         add("POST", r"/_sim/rate_limit", self._c_rate_limit, control=True)
 
     # ------------------------------------------------------------------ permissions
@@ -978,6 +968,13 @@ class HarvestSimulator:
             if extra in body:
                 self.tokens[str(body["token"])][extra] = list(body[extra])
         return 201, {"token": body["token"], **self.tokens[str(body["token"])]}, {}
+
+    def _c_revoke_token(self, req: Request) -> Response:
+        """The token stops working at once, as when its owner revokes it at id.getharvest.com (then 401)."""
+        token = req.match.group(1)
+        if self.tokens.pop(token, None) is None:
+            raise ApiError(404, {"message": f"no token {token!r}"})
+        return 200, {"revoked": token}, {}
 
     def _c_rate_limit(self, req: Request) -> Response:
         """Body ``{"limit": 100, "window": 15}`` enables, ``{"limit": null}`` disables; window reset."""

@@ -1,9 +1,10 @@
-"""A thin, typed wrapper over Harvest API v2 and the Airflow connection that holds its credentials.
+"""A thin, typed hook over Harvest API v2 and the Airflow connection that holds its credentials.
 
-Connection ``harvest_default`` (conn_type ``http``): host = API base URL with scheme (default
-``https://api.harvestapp.com``), password = access token, extra ``{"account_id": "..."}``.
-Optional extra keys (ours, never sent as headers): ``user_agent``, ``timeout`` (seconds),
-``rate_limit_requests`` / ``rate_limit_seconds`` (Harvest's documented 100 per 15 s by default).
+Connection ``harvest_default``, type ``harvest`` (this package's provider: a form with labelled fields and a
+Test button) or ``http`` (as before the provider; still read the same way): host = API base URL with scheme
+(default ``https://api.harvestapp.com``), extra ``account_id``, password = personal access token, or an
+OAuth2 installation (login/password = client id/secret, extra ``refresh_token``). Optional extras: see
+:class:`~primetric_harvest.harvest_api.HarvestConnectionSettings`.
 """
 
 from __future__ import annotations
@@ -15,10 +16,11 @@ import time
 import urllib.parse
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 import msgspec
 import requests
+from airflow.sdk import BaseHook
 from tenacity import (
     RetryCallState,
     Retrying,
@@ -29,29 +31,26 @@ from tenacity import (
 
 from primetric_harvest.harvest_api import (
     DEFAULT_BASE_URL,
-    DEFAULT_USER_AGENT,
     MAX_PER_PAGE,
     HarvestAccessError,
+    HarvestConnectionSettings,
     HarvestError,
     HarvestResponseError,
+    HarvestUnreachable,
     administrator_refusal,
-    harvest_account_id,
 )
 from primetric_harvest.names import HARVEST_CONN_ID
+from primetric_harvest.oauth_tokens import OAuthTokenSource, stored_installation
 
 log = logging.getLogger(__name__)
-
-# Our keys in the connection's extra: Harvest must never receive them as headers.
-OWN_EXTRA_KEYS = {"account_id", "user_agent", "timeout", "rate_limit_requests", "rate_limit_seconds"}
-# Retries of transient faults (5xx, dropped connections, timeouts, unreadable bodies): per request,
-# ``max_attempts`` tries with exponential backoff from ``retry_wait_seconds`` up to ``retry_max_wait_seconds``.
-OWN_EXTRA_KEYS |= {"max_attempts", "retry_wait_seconds", "retry_max_wait_seconds"}
-# OAuth2 connections (primetric_harvest.oauth): login/password = client id/secret, token store in Postgres.
-OWN_EXTRA_KEYS |= {"refresh_token", "oauth_base_url", "token_store_conn_id"}
 
 
 class _Retryable(Exception):
     """A 5xx, a dropped connection or a timeout: worth another try."""
+
+
+class _NoAnswer(_Retryable):
+    """Refused, dropped or timed out before Harvest answered."""
 
 
 class _UnreadableBody(_Retryable):
@@ -60,6 +59,36 @@ class _UnreadableBody(_Retryable):
 
 class RateLimiter(Protocol):
     def acquire(self) -> None: ...
+
+
+class TokenSource(Protocol):
+    """Where the hook's bearer token comes from: a fixed token, or OAuth2 tokens that renew themselves."""
+
+    def access_token(self) -> str: ...
+
+    def requests_auth(self, on_resend: Callable[[], None] | None = None) -> requests.auth.AuthBase: ...
+
+
+@dataclass(frozen=True)
+class StaticToken:
+    """A token that does not renew itself: a personal access token, or the one an OAuth2 install just got."""
+
+    token: str = field(repr=False)
+
+    def access_token(self) -> str:
+        return self.token
+
+    def requests_auth(self, on_resend: Callable[[], None] | None = None) -> requests.auth.AuthBase:
+        return _Bearer(self.token)
+
+
+class _Bearer(requests.auth.AuthBase):
+    def __init__(self, token: str):
+        self.token = token
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        request.headers["Authorization"] = f"Bearer {self.token}"
+        return request
 
 
 class LocalRateLimiter:
@@ -95,79 +124,69 @@ class HarvestStats:
         }
 
 
-def _load_connection(conn_id: str):
-    from airflow.sdk import BaseHook
+def token_source_for(settings: HarvestConnectionSettings, *, where: str = "") -> TokenSource:
+    """The connection's own token: its personal access token, or its OAuth2 installation's renewing tokens."""
+    if settings.oauth is not None:
+        return OAuthTokenSource.from_settings(settings, where=where)
+    assert settings.personal_token  # HarvestConnectionSettings.from_connection refuses a connection without
+    return StaticToken(settings.personal_token)
 
-    return BaseHook.get_connection(conn_id)
 
+class HarvestHook(BaseHook):
+    """Harvest API v2 client bound to one Airflow connection (and so one Harvest account).
 
-class HarvestHook:
-    """Harvest API v2 client bound to one Airflow connection (and so one Harvest account)."""
+    Airflow builds it from the connection id alone (the connection form's Test button); a task passes what
+    it shares with other tasks: the settings it already read, the rate limiter of the account.
+    """
 
     conn_name_attr = "harvest_conn_id"
     default_conn_name = HARVEST_CONN_ID
-    conn_type = "http"
+    conn_type = "harvest"
     hook_name = "Harvest"
+    max_throttle_waits: ClassVar[int] = 20  # 429/503 answers waited out per request before giving up
 
     def __init__(
         self,
-        harvest_conn_id: str = default_conn_name,
+        harvest_conn_id: str = HARVEST_CONN_ID,
         *,
         context: str = "",
+        settings: HarvestConnectionSettings | None = None,
+        token_source: TokenSource | None = None,
         rate_limiter: RateLimiter | None = None,
-        max_attempts: int = 5,
-        max_throttle_waits: int = 20,
-        sleep: Callable[[float], None] = time.sleep,
     ):
+        super().__init__()
         self.harvest_conn_id = harvest_conn_id
         self.context = context  # e.g. "Primetric project 7": named in every error
-        self.max_attempts = max_attempts
-        self.max_throttle_waits = max_throttle_waits
+        self.settings = settings or self.settings_for(harvest_conn_id)
+        self.token_source = token_source or token_source_for(self.settings, where=self._where())
+        self.rate_limiter = rate_limiter or LocalRateLimiter(*self.settings.rate_limit)
         self.stats = HarvestStats()
         self.last_response_date: dt.datetime | None = None  # Harvest's clock (the Date header)
-        self._sleep = sleep
-        conn = _load_connection(harvest_conn_id)
-        extra = conn.extra_dejson or {}
-        host = (conn.host or DEFAULT_BASE_URL).rstrip("/")
-        if "://" not in host:
-            host = f"{conn.schema or 'https'}://{host}"
-        if conn.port:
-            host = f"{host}:{conn.port}"
-        self.base_url = host
-        self.account_id = harvest_account_id(conn, harvest_conn_id)
-        self.timeout = float(extra.get("timeout", 30))
-        self.max_attempts = max(1, int(extra.get("max_attempts", self.max_attempts)))
-        self.retry_wait = (float(extra.get("retry_wait_seconds", 0.5)), float(extra.get("retry_max_wait_seconds", 8)))
-        self.rate_limit = (int(extra.get("rate_limit_requests", 100)), float(extra.get("rate_limit_seconds", 15)))
-        self.rate_limiter = rate_limiter or LocalRateLimiter(*self.rate_limit)
-        # OAuth2 (extra.refresh_token, installed from the "Install Harvest" page): tokens come from
-        # primetric_harvest.oauth, renewed before expiry and once on a 401. Else password = personal token.
-        self.oauth = None
-        self._token = ""
-        if extra.get("refresh_token"):
-            from primetric_harvest.oauth import OAuthTokenSource
-
-            self.oauth = OAuthTokenSource.from_connection(
-                harvest_conn_id, conn, where=self._where(), timeout=self.timeout
-            )
-        else:
-            self._token = conn.password or ""
-            if not self._token:
-                raise HarvestError(f"Connection {harvest_conn_id!r} has no access token (password).")
         self.session = requests.Session()
-        if self.oauth is not None:
-            self.session.auth = self.oauth.requests_auth(on_resend=self._count_resend)
+        self.session.auth = self.token_source.requests_auth(on_resend=self._count_resend)
         self.session.headers.update(
             {
-                "Harvest-Account-Id": self.account_id,
-                "User-Agent": extra.get("user_agent") or DEFAULT_USER_AGENT,
+                "Harvest-Account-Id": self.settings.account_id,
+                "User-Agent": self.settings.user_agent,
                 "Accept": "application/json",
             }
         )
 
-    # -- authentication: one place, so an OAuth2 token source can replace it -------------------
+    @classmethod
+    def settings_for(cls, harvest_conn_id: str = HARVEST_CONN_ID) -> HarvestConnectionSettings:
+        """The connection's settings, read once (a task reads them before it builds the account's limiter)."""
+        return HarvestConnectionSettings.from_connection(cls.get_connection(harvest_conn_id), harvest_conn_id)
+
+    @property
+    def account_id(self) -> str:
+        return self.settings.account_id
+
+    @property
+    def base_url(self) -> str:
+        return self.settings.api_url
+
     def access_token(self) -> str:
-        return self.oauth.access_token() if self.oauth is not None else self._token
+        return self.token_source.access_token()
 
     def _count_resend(self) -> None:
         """The request sent again after a 401 and a token refresh: paced and counted like any other."""
@@ -177,21 +196,58 @@ class HarvestHook:
     def _where(self) -> str:
         return f"connection {self.harvest_conn_id!r}" + (f", {self.context}" if self.context else "")
 
+    # -- the connection form's Test button ------------------------------------------------------
+    def test_connection(self) -> tuple[bool, str]:
+        """What Airflow's "Test" button shows: the account, its users and the token's owner, or what is wrong.
+
+        One attempt per request (someone waits at the form). Airflow tests under a throwaway connection id,
+        so the messages name the account and the URL, not the connection.
+        """
+        s = self.settings
+        hook = self
+        if s.oauth is not None:
+            # Renewing from the connection's refresh token would start a second token chain (and spend a refresh
+            # token the runs may still need): use the installation's stored row, as a run would.
+            key = stored_installation(s.oauth)
+            if key is None:
+                return False, (
+                    f"Not tested: the OAuth2 installation for account {s.account_id} has not been used by a sync "
+                    "yet, and a test now would spend the refresh token its first run needs. Trigger a sync; the "
+                    "Install Harvest page already checked the administrator."
+                )
+            source = OAuthTokenSource.from_settings(s, where=f"account {s.account_id}", store_key=key)
+            hook = HarvestHook(self.harvest_conn_id, settings=s, token_source=source)
+        try:
+            me = hook.get("users/me", attempts=1)
+            refusal = administrator_refusal(me)
+            if refusal:
+                return False, f"Not an administrator (account {s.account_id}): {refusal}. Use an administrator's token."
+            users = hook.get("users", {"per_page": 1}, attempts=1).get("total_entries")
+        except HarvestAccessError as exc:
+            return False, _test_refusal(exc, s)
+        except HarvestUnreachable:
+            return False, (
+                f"Harvest is unreachable at {s.api_url}: no answer. Check the API URL (Harvest's is "
+                f"{DEFAULT_BASE_URL}) and that this server can reach it."
+            )
+        except HarvestError as exc:
+            return False, str(exc)
+        kind = "administrator OAuth2 authorization" if s.oauth is not None else "administrator token"
+        return True, f"Harvest answered: {kind} for account {s.account_id} ({users} users), of {me.get('email')}."
+
     # -- requests ---------------------------------------------------------------------------
     def _send_once(self, url: str, params: dict[str, Any] | None) -> requests.Response:
         self.rate_limiter.acquire()
         self.stats.requests += 1
+        timeout = self.settings.timeout
         try:
-            response = self.session.get(
-                url,
-                params=params,
-                timeout=(min(10.0, self.timeout), self.timeout),
-                headers={"Authorization": f"Bearer {self.access_token()}"},
-            )
+            response = self.session.get(url, params=params, timeout=(min(10.0, timeout), timeout))
             if response.status_code < 400:
                 _ = response.content  # read the whole body here: a body cut short is retryable
-        except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
+        except requests.exceptions.ChunkedEncodingError as exc:
             raise _Retryable(f"{type(exc).__name__}: {exc}") from exc
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            raise _NoAnswer(f"{type(exc).__name__}: {exc}") from exc
         self.last_response_date = _http_date(response.headers.get("Date")) or self.last_response_date
         return response
 
@@ -201,32 +257,38 @@ class HarvestHook:
             "Harvest request failed (%s), attempt %d of %d; retrying",
             state.outcome.exception() if state.outcome else None,
             state.attempt_number,
-            self.max_attempts,
+            self.settings.max_attempts,
         )
 
-    def get(self, path_or_url: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
-        """GET one resource as JSON, waiting out throttling and retrying transient faults."""
+    def get(
+        self, path_or_url: str, params: dict[str, Any] | None = None, *, attempts: int | None = None
+    ) -> dict[str, Any]:
+        """GET one resource as JSON, waiting out throttling and retrying transient faults (``attempts`` tries,
+        by default the connection's ``max_attempts``)."""
+        attempts = attempts or self.settings.max_attempts
         url = path_or_url if "://" in path_or_url else f"{self.base_url}/v2/{path_or_url.lstrip('/')}"
         path = urllib.parse.urlsplit(url).path
         self.stats.by_path[path] = self.stats.by_path.get(path, 0) + 1
+        first_wait = self.settings.retry_wait_seconds
         throttle_waits = 0
         while True:
             retrying = Retrying(
                 retry=retry_if_exception_type(_Retryable),
-                stop=stop_after_attempt(self.max_attempts),
+                stop=stop_after_attempt(attempts),
                 wait=wait_exponential_jitter(
-                    initial=self.retry_wait[0], max=self.retry_wait[1], jitter=self.retry_wait[0]
+                    initial=first_wait, max=self.settings.retry_max_wait_seconds, jitter=first_wait
                 ),
-                sleep=self._sleep,
                 before_sleep=self._log_retry,
                 reraise=True,
             )
             try:
                 body = retrying(self._checked_json, url, params, path)
             except _Retryable as exc:
-                error = HarvestResponseError if isinstance(exc, _UnreadableBody) else HarvestError
+                error = {_UnreadableBody: HarvestResponseError, _NoAnswer: HarvestUnreachable}.get(
+                    type(exc), HarvestError
+                )
                 raise error(
-                    f"Harvest {path} kept failing after {self.max_attempts} attempts ({exc}); {self._where()}."
+                    f"Harvest {path} kept failing after {attempts} attempts ({exc}); {self._where()}."
                 ) from None
             if body is not None:
                 return body
@@ -243,12 +305,12 @@ class HarvestHook:
             wait = _retry_after(response.headers.get("Retry-After"), default=5.0)
             log.warning("Harvest answered %d; waiting %.1f s as Retry-After asks", status, wait)
             self.stats.waited_seconds += wait
-            self._sleep(wait)
+            time.sleep(wait)
             return None
         if status >= 500:
             raise _Retryable(f"HTTP {status}")
         if status in (401, 403, 404):
-            raise HarvestAccessError(_access_message(status, response, self._where()))
+            raise HarvestAccessError(_access_message(status, response, self._where()), status=status)
         if status >= 400:
             raise HarvestError(
                 f"Harvest answered HTTP {status} for {response.url}: {response.text[:200]}; {self._where()}."
@@ -466,3 +528,22 @@ def _access_message(status: int, response: requests.Response, where: str) -> str
         404: "the resource does not exist on this account (check the account id and linked project ids)",
     }[status]
     return f"Harvest answered HTTP {status} for {response.request.path_url.split('?')[0]}: {hint}; {where}. ({detail})"
+
+
+def _test_refusal(exc: HarvestAccessError, settings: HarvestConnectionSettings) -> str:
+    """The Test button's answer to a 401/403/404, in the form's words."""
+    if exc.status == 401:
+        if settings.oauth is not None:
+            return (
+                "Harvest refused the OAuth2 access token (HTTP 401): open the Install Harvest page and authorize again."
+            )
+        return (
+            "Harvest refused the token (HTTP 401): it is invalid, expired or revoked. Create a personal access token "
+            "at id.getharvest.com/developers and paste it as the password."
+        )
+    if exc.status == 403:
+        return (
+            f"Harvest refused account {settings.account_id} for this token (HTTP 403): check the Account ID, the "
+            "number shown next to the token at id.getharvest.com/developers."
+        )
+    return str(exc)

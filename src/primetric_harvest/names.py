@@ -18,6 +18,10 @@ PRIMETRIC_CONN_ID = "primetric_db"  # the Primetric PostgreSQL database (and the
 ALERTS_SLACK_CONN_ID = "harvest_alerts_slack"  # failure alerts and notices, if it exists
 ALERTS_SMTP_CONN_ID = "harvest_alerts_smtp"  # else these, if it exists
 
+# The "Install Harvest" page (OAuth2), mounted by plugins/harvest_install_plugin.py on the API server.
+INSTALL_PATH = "/harvest-install"
+CALLBACK_PATH = f"{INSTALL_PATH}/callback"  # the Redirect URL of the Harvest OAuth2 application, after [api] base_url
+
 # Every project's extract shares one Harvest account's rate limit: one pool bounds them together.
 HARVEST_POOL = "harvest_api"
 HARVEST_POOL_SLOTS = 4

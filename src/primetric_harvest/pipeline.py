@@ -229,8 +229,9 @@ def extract(
         where = f"Primetric project {project_id}"
         limiter_conn = connect(primetric_conn_id, autocommit=True)
         try:
-            hook = HarvestHook(harvest_conn_id, context=where)
-            hook.rate_limiter = PostgresRateLimiter(limiter_conn, hook.account_id, *hook.rate_limit)
+            settings = HarvestHook.settings_for(harvest_conn_id)
+            limiter = PostgresRateLimiter(limiter_conn, settings.account_id, *settings.rate_limit)
+            hook = HarvestHook(harvest_conn_id, context=where, settings=settings, rate_limiter=limiter)
             hook.require_administrator()
             # Harvest's clock before the first listing: whatever changes after it, the next run sees.
             harvest_time_at_start = hook.last_response_date

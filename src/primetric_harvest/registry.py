@@ -13,9 +13,7 @@ import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import psycopg
-
-from primetric_harvest.db import conninfo, query
+from primetric_harvest.db import connect, query
 from primetric_harvest.names import PRIMETRIC_CONN_ID
 
 log = logging.getLogger(__name__)
@@ -55,11 +53,11 @@ def _write_cache(path: Path, projects: list[LinkedProject]) -> None:
 def linked_projects(conn_id: str = PRIMETRIC_CONN_ID, timeout: int = PARSE_TIMEOUT_SECONDS) -> list[LinkedProject]:
     path = cache_path()
     try:
-        with psycopg.connect(
-            conninfo(conn_id),
-            connect_timeout=timeout,
-            options=f"-c statement_timeout={timeout * 1000}",
+        with connect(
+            conn_id,
             application_name="primetric-harvest-dag-parse",
+            statement_timeout_ms=timeout * 1000,
+            connect_timeout=timeout,
         ) as conn:
             rows = conn.execute(query("project", "linked_projects")).fetchall()
         projects = [LinkedProject(int(r[0]), r[1], tuple(int(h) for h in r[2])) for r in rows]
