@@ -14,7 +14,7 @@ export PATH := $(BIN):$(PATH)
 # `make migrate` applies to the database of connection primetric_db (override it like any Airflow connection).
 export AIRFLOW_CONN_PRIMETRIC_DB ?= $(PRIMETRIC_DSN)/primetric
 
-.PHONY: venv postgres browser migrate demo test lint bench bench-smoke clean
+.PHONY: venv postgres browser migrate demo test test-unit mutation lint bench bench-smoke clean
 .PHONY: airflow airflow-stop
 
 venv: $(STAMP)
@@ -51,9 +51,22 @@ airflow-stop:
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
+# Every tier (unit, db, airflow, browser): what CI runs.
 test: venv postgres browser lint
 	$(BIN)/python -m pytest
+
+# The pure tests only (pytest -m unit): seconds, no PostgreSQL, no Airflow, no network.
+test-unit: venv
+	$(BIN)/python -m pytest -m unit
+
+# Mutation testing of the pure rules (plan.py, transform.py) against their unit tests; not part of `make test`
+# (minutes of both cores). mutmut works on a copy of the tree in mutants/ ([tool.mutmut] in pyproject.toml).
+mutation: venv
+	rm -rf mutants
+	$(BIN)/mutmut run --max-children 2
+	$(BIN)/mutmut results
 
 bench: venv postgres
 	$(BIN)/python -m bench
@@ -62,4 +75,4 @@ bench-smoke: venv postgres
 	$(BIN)/python -m bench --smoke
 
 clean:
-	rm -rf .airflow .pytest_cache .ruff_cache
+	rm -rf .airflow .pytest_cache .ruff_cache .mypy_cache mutants

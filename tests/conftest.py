@@ -1,4 +1,13 @@
-"""Test setup. Airflow reads its configuration at import: set it before anything imports airflow."""
+"""Test setup. Airflow reads its configuration at import: set it before anything imports airflow.
+
+Every test is in exactly one tier, the heaviest thing it needs (pytest markers, registered in pyproject.toml):
+``unit`` (pure Python: no database, no Airflow metadata database, no network, no child process), ``db``
+(PostgreSQL and/or the Harvest simulator), ``airflow`` (dag.test(), `airflow dags test`, a real Airflow) and
+``browser`` (Chromium). ``make test-unit`` runs ``-m unit``; ``make test`` runs them all. A test cannot sit in
+the wrong tier silently: collection fails for a test with no tier, two tiers, or a fixture of a heavier tier
+(``FIXTURE_TIERS``), and a ``unit`` test that opens a connection or starts a process fails saying so: see
+tests/tiers.py.
+"""
 
 import os
 import sys
@@ -16,4 +25,4 @@ os.environ["PRIMETRIC_DAG_CACHE"] = str(_HOME / "cache" / "harvest_linked_projec
 if str(ROOT) not in sys.path:  # tests/, scripts/, bench/ (the package itself is installed: make venv)
     sys.path.insert(0, str(ROOT))
 
-pytest_plugins = ["tests.fixtures", "tests.airflow_server"]
+pytest_plugins = ["tests.tiers", "tests.fixtures", "tests.airflow_server", "pytester"]

@@ -12,12 +12,20 @@ import subprocess
 import sys
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psycopg
 import pytest
 
 from harvest_simulator import HarvestSimulator, SimulatorState
+from primetric_harvest.names import dag_id
 from primetric_harvest.tasks import RunOutcome, SyncRun, run_steps
+
+if TYPE_CHECKING:
+    from airflow.dag_processing.dagbag import DagBag
+
+ROOT = Path(__file__).resolve().parents[1]
 
 PG = os.environ.get("PRIMETRIC_DSN", "postgresql://postgres@127.0.0.1:5432")
 ACCOUNT_ID = "123456"
@@ -167,6 +175,24 @@ class World:
             (project_id, employee_id, start, end, by_sync),
         )[0][0]
 
+    def linked_project(
+        self, id: int, harvest_project_ids=(), *, since: dt.date, assigned: tuple[int, ...] = (), **settings
+    ) -> int:
+        """Project ``id`` fed by ``harvest_project_ids``, started and synced from ``since``, with an assignment
+        from ``since`` for each employee in ``assigned``; ``settings``: as :meth:`project`."""
+        self.project(id, harvest_project_ids, start=since, sync_since=since, **settings)
+        for employee_id in assigned:
+            self.assign(id, employee_id, since)
+        return id
+
+    # -- both sides
+    def teammate(self, key: str, employee_id: int, email: str, *, harvest_email: str | None = None) -> int:
+        """Someone in both tools: Primetric employee ``employee_id`` and Harvest user ``key``, the same person by
+        e-mail (``harvest_email``: as Harvest spells it, if not exactly as Primetric does)."""
+        self.employee(employee_id, email, key.title())
+        self.harvest_user(key, harvest_email or email)
+        return employee_id
+
     # -- Harvest side
     def harvest_user(self, key: str, email: str, first: str | None = None, last: str = "Doe", **kw) -> int:
         uid = self.sim.state.add_user(first or key.title(), last, email, **kw)["id"]
@@ -237,3 +263,60 @@ class World:
 @pytest.fixture
 def world(primetric_db, harvest) -> World:
     return World(primetric_db, harvest)
+
+
+APOLLO = 7  # the Primetric project of the `apollo` fixture, fed by Harvest project 701
+APOLLO_SINCE = dt.date(2026, 1, 1)
+
+
+@pytest.fixture
+def apollo(world) -> World:
+    """Project 7 "Apollo" ← Harvest project 701, synced from 2026-01-01. Bobby (employee 1) is assigned; Nina
+    logs time in Harvest but is not in Primetric (a missing teammate, once she has entries)."""
+    world.teammate("bobby", 1, "bobby@acme.test")
+    world.harvest_user("nina", "nina@acme.test", "Nina", "Novak")
+    world.linked_project(APOLLO, [701], name="Apollo", since=APOLLO_SINCE, assigned=(1,))
+    return world
+
+
+# -- Airflow ---------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def airflow_db() -> None:
+    """Airflow's metadata database (SQLite in the session's AIRFLOW_HOME, see conftest.py), made once per
+    session with the Harvest pool: what dag.test(), `airflow dags test` and Airflow's app need."""
+    from airflow.models.pool import Pool
+    from airflow.utils import db
+
+    from primetric_harvest.names import HARVEST_POOL, HARVEST_POOL_DESCRIPTION, HARVEST_POOL_SLOTS
+
+    db.resetdb()
+    Pool.create_or_update_pool(
+        HARVEST_POOL, slots=HARVEST_POOL_SLOTS, description=HARVEST_POOL_DESCRIPTION, include_deferred=False
+    )
+
+
+class DagParser:
+    """dags/ parsed afresh at each call, as Airflow's dag-processor does (the DAG file reads the linked projects
+    from connection ``primetric_db``, so a parse sees the projects linked so far)."""
+
+    def __call__(self) -> DagBag:
+        from airflow.dag_processing.dagbag import DagBag
+
+        return DagBag(dag_folder=str(ROOT / "dags"))
+
+    def dag(self, project_id: int = APOLLO, *, retries: int | None = None):
+        """The sync DAG of ``project_id``, from a fresh parse; ``retries``: every task's, when the retry policy
+        is not under test (its delays are minutes long)."""
+        bag = self()
+        assert bag.import_errors == {}, bag.import_errors
+        dag = bag.dags[dag_id(project_id)]
+        if retries is not None:
+            for task in dag.tasks:
+                task.retries = retries
+        return dag
+
+
+@pytest.fixture
+def dagbag() -> DagParser:
+    """``dagbag()``: a fresh DagBag of dags/; ``dagbag.dag(7)``: project 7's sync DAG from a fresh parse."""
+    return DagParser()

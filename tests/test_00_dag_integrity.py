@@ -1,31 +1,18 @@
 """DAG integrity over the DagBag: named test_00 so that it runs first in the suite."""
 
-import datetime as dt
-from pathlib import Path
-
 import pytest
-from airflow.dag_processing.dagbag import DagBag
 
-ROOT = Path(__file__).resolve().parents[1]
-D = dt.date
-
-
-def dagbag() -> DagBag:
-    return DagBag(dag_folder=str(ROOT / "dags"))
+pytestmark = pytest.mark.db
 
 
 @pytest.fixture
-def linked(world):
-    world.employee(1, "bobby@acme.test", "Bobby")
-    world.harvest_user("bobby", "bobby@acme.test")
-    world.project(7, [701], name="Apollo", start=D(2026, 1, 1), sync_since=D(2026, 1, 1))
-    world.project(8, [801], name="Zephyr", prevent=True)
-    world.project(9, [901], name="Switched off", enabled=False)
-    world.assign(7, 1, D(2026, 1, 1))
-    return world
+def linked(apollo):
+    apollo.project(8, [801], name="Zephyr", prevent=True)
+    apollo.project(9, [901], name="Switched off", enabled=False)
+    return apollo
 
 
-def test_dag_file_parses_one_dag_per_enabled_project(linked):
+def test_dag_file_parses_one_dag_per_enabled_project(linked, dagbag):
     bag = dagbag()
     assert bag.import_errors == {}
     assert sorted(bag.dags) == ["harvest_sync_7", "harvest_sync_8"]
@@ -39,13 +26,13 @@ def test_dag_file_parses_one_dag_per_enabled_project(linked):
     assert set(dag.params) == {"since", "clear_data"}
 
 
-def test_linking_a_project_makes_its_dag_appear_at_the_next_parse(linked):
+def test_linking_a_project_makes_its_dag_appear_at_the_next_parse(linked, dagbag):
     assert "harvest_sync_10" not in dagbag().dags
     linked.project(10, [1001])
     assert "harvest_sync_10" in dagbag().dags
 
 
-def test_parse_survives_a_database_that_is_down(linked, monkeypatch):
+def test_parse_survives_a_database_that_is_down(linked, dagbag, monkeypatch):
     assert sorted(dagbag().dags) == ["harvest_sync_7", "harvest_sync_8"]  # a good parse fills the cache
     # Nothing listens on port 1: the parse must neither fail nor hang, and keeps the last DAGs.
     monkeypatch.setenv("AIRFLOW_CONN_PRIMETRIC_DB", "postgresql://postgres@127.0.0.1:1/nowhere")
@@ -54,7 +41,7 @@ def test_parse_survives_a_database_that_is_down(linked, monkeypatch):
     assert sorted(bag.dags) == ["harvest_sync_7", "harvest_sync_8"]
 
 
-def test_parse_with_database_down_and_no_cache_gives_no_dags_and_no_error(monkeypatch, tmp_path):
+def test_parse_with_database_down_and_no_cache_gives_no_dags_and_no_error(dagbag, monkeypatch, tmp_path):
     monkeypatch.setenv("PRIMETRIC_DAG_CACHE", str(tmp_path / "none.json"))
     monkeypatch.setenv("AIRFLOW_CONN_PRIMETRIC_DB", "postgresql://postgres@127.0.0.1:1/nowhere")
     bag = dagbag()

@@ -11,16 +11,13 @@ import logging
 import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from urllib.parse import quote
 
 import pytest
-from airflow.dag_processing.dagbag import DagBag
 
 from tests.fixtures import TOKEN
 
-ROOT = Path(__file__).resolve().parents[1]
-D = dt.date
+pytestmark = pytest.mark.airflow
 BASE_URL = "https://airflow.acme.test"
 
 
@@ -125,42 +122,22 @@ def slack(monkeypatch):
         hook.thread.join(5)
 
 
-@pytest.fixture(scope="module")
-def metadata_db():
-    from airflow.models.pool import Pool
-    from airflow.utils import db
-
-    db.resetdb()
-    Pool.create_or_update_pool("harvest_api", slots=4, description="Harvest API calls", include_deferred=False)
-
-
 @pytest.fixture
-def apollo(world, monkeypatch):
+def apollo(apollo, airflow_db, monkeypatch):
+    """Apollo with an entry of Bobby's and one of Nina's (a missing teammate); no alert channel unless a test
+    adds one; links in messages point at BASE_URL."""
     monkeypatch.setenv("AIRFLOW__API__BASE_URL", BASE_URL)
     monkeypatch.delenv("AIRFLOW_CONN_HARVEST_ALERTS_SLACK", raising=False)
     monkeypatch.delenv("AIRFLOW_CONN_HARVEST_ALERTS_SMTP", raising=False)
-    world.employee(1, "bobby@acme.test", "Bobby")
-    world.harvest_user("bobby", "bobby@acme.test")
-    world.harvest_user("nina", "nina@acme.test", "Nina", "Novak")
-    world.project(7, [701], name="Apollo", start=D(2026, 1, 1), sync_since=D(2026, 1, 1))
-    world.assign(7, 1, D(2026, 1, 1))
-    world.entry("bobby", 701, "2026-02-01", 2.5)
-    world.entry("nina", 701, "2026-02-03", 3)
-    return world
+    apollo.entry("bobby", 701, "2026-02-01", 2.5)
+    apollo.entry("nina", 701, "2026-02-03", 3)
+    return apollo
 
 
-def _dag(retries: int | None = None):
-    dag = DagBag(dag_folder=str(ROOT / "dags")).dags["harvest_sync_7"]
-    if retries is not None:
-        for task in dag.tasks:
-            task.retries = retries  # the retry policy is not under test; its delays are minutes long
-    return dag
-
-
-def _failing_run(world):
+def _failing_run(world, dagbag):
     """A real run whose extract fails: Harvest answers 401 (a revoked token)."""
     world.sim.faults.add("unauthorized", times=None)
-    run = _dag(retries=0).test(run_conf={"since": "2026-01-01"})
+    run = dagbag.dag(7, retries=0).test(run_conf={"since": "2026-01-01"})
     assert run.state == "failed", run.state
     return run
 
@@ -170,8 +147,8 @@ def _log_url(run, task_id: str) -> str:
 
 
 # -- failure alerts ------------------------------------------------------------------------------------
-def test_a_failed_run_emails_who_what_and_where(apollo, metadata_db, mailbox):
-    run = _failing_run(apollo)
+def test_a_failed_run_emails_who_what_and_where(apollo, dagbag, mailbox):
+    run = _failing_run(apollo, dagbag)
 
     assert len(mailbox.messages) == 1, [m["Subject"] for m in mailbox.messages]
     message = mailbox.messages[0]
@@ -185,8 +162,8 @@ def test_a_failed_run_emails_who_what_and_where(apollo, metadata_db, mailbox):
     assert TOKEN not in body and TOKEN not in message["Subject"]
 
 
-def test_slack_is_preferred_when_both_channels_exist(apollo, metadata_db, mailbox, slack):
-    run = _failing_run(apollo)
+def test_slack_is_preferred_when_both_channels_exist(apollo, dagbag, mailbox, slack):
+    run = _failing_run(apollo, dagbag)
 
     assert mailbox.messages == []
     assert slack.paths == ["/services/T000/B000/XXXX"]
@@ -198,9 +175,9 @@ def test_slack_is_preferred_when_both_channels_exist(apollo, metadata_db, mailbo
     assert len(text) < 1000  # short: one line per fact, the first line of the error only
 
 
-def test_without_a_channel_the_alert_is_only_logged(apollo, metadata_db, caplog):
+def test_without_a_channel_the_alert_is_only_logged(apollo, dagbag, caplog):
     with caplog.at_level(logging.INFO, logger="primetric_harvest.notify"):
-        run = _failing_run(apollo)
+        run = _failing_run(apollo, dagbag)
     messages = [r.getMessage() for r in caplog.records if r.name == "primetric_harvest.notify"]
     alert = [m for m in messages if m.startswith("Harvest sync failed: Apollo (project 7), step extract")]
     assert len(alert) == 1, messages
@@ -209,16 +186,16 @@ def test_without_a_channel_the_alert_is_only_logged(apollo, metadata_db, caplog)
     assert any("was only logged" in m for m in messages)
 
 
-def test_a_broken_channel_does_not_hide_the_tasks_failure(apollo, metadata_db, monkeypatch, caplog):
+def test_a_broken_channel_does_not_hide_the_tasks_failure(apollo, dagbag, monkeypatch, caplog):
     closed_port = _free_port()  # nothing listens there
     monkeypatch.setenv("AIRFLOW_CONN_HARVEST_ALERTS_SMTP", smtp_connection(closed_port))
     with caplog.at_level(logging.INFO, logger="primetric_harvest.notify"):
-        _failing_run(apollo)
+        _failing_run(apollo, dagbag)
     errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR and r.name.endswith("notify")]
     assert any(m.startswith("could not send the failure alert of project 7") for m in errors), errors
 
 
-def test_an_error_message_is_not_rendered_as_a_template(metadata_db, mailbox):
+def test_an_error_message_is_not_rendered_as_a_template(airflow_db, mailbox):
     from primetric_harvest import notify
 
     message = notify.Message(
@@ -234,9 +211,9 @@ def _notice_rows(world) -> list[tuple]:
     return world.sql("SELECT project_id, notice_date, channel FROM harvest_sync.notices ORDER BY notice_date")
 
 
-def test_two_runs_the_same_day_send_one_notice(apollo, metadata_db, mailbox):
-    first = _dag().test(run_conf={"since": "2026-01-01"})
-    second = _dag().test()
+def test_two_runs_the_same_day_send_one_notice(apollo, dagbag, mailbox):
+    first = dagbag.dag(7).test(run_conf={"since": "2026-01-01"})
+    second = dagbag.dag(7).test()
     assert (first.state, second.state) == ("success", "success")
 
     assert [m["Subject"] for m in mailbox.messages] == ["Harvest sync: 1 new missing teammate in Apollo (project 7)"]
@@ -256,7 +233,7 @@ def _today(world) -> dt.date:
     return world.sql("SELECT current_date")[0][0]
 
 
-def test_a_new_missing_person_is_named_in_the_next_days_notice_only(apollo, metadata_db, mailbox):
+def test_a_new_missing_person_is_named_in_the_next_days_notice_only(apollo, mailbox):
     from primetric_harvest import notify
 
     today = _today(apollo)
@@ -277,7 +254,7 @@ def test_a_new_missing_person_is_named_in_the_next_days_notice_only(apollo, meta
     assert notify.notice_missing_teammates(7, "Apollo", today=today + dt.timedelta(days=2))["noticed"] == 0
 
 
-def test_a_person_who_comes_back_to_the_list_is_news_again(apollo, metadata_db, mailbox):
+def test_a_person_who_comes_back_to_the_list_is_news_again(apollo, mailbox):
     from primetric_harvest import notify
 
     apollo.sync(7, since="2026-01-01")  # names Nina
@@ -294,7 +271,7 @@ def test_a_person_who_comes_back_to_the_list_is_news_again(apollo, metadata_db, 
     assert len(mailbox.messages) == 2 and "Nina Novak" in mailbox.bodies()[1]
 
 
-def test_a_notice_that_could_not_be_sent_is_sent_by_the_next_run(apollo, metadata_db, mailbox, monkeypatch, caplog):
+def test_a_notice_that_could_not_be_sent_is_sent_by_the_next_run(apollo, mailbox, monkeypatch, caplog):
     monkeypatch.setenv("AIRFLOW_CONN_HARVEST_ALERTS_SMTP", mailbox.connection(port=_free_port()))
     with caplog.at_level(logging.ERROR, logger="primetric_harvest.notify"):
         apollo.sync(7, since="2026-01-01")  # the sync succeeds; its notice cannot be sent
@@ -308,7 +285,7 @@ def test_a_notice_that_could_not_be_sent_is_sent_by_the_next_run(apollo, metadat
     assert [p for p, _, _ in _notice_rows(apollo)] == [7]
 
 
-def test_notices_go_to_slack_too(apollo, metadata_db, slack):
+def test_notices_go_to_slack_too(apollo, slack):
     apollo.sync(7, since="2026-01-01")
     assert [c for _, _, c in _notice_rows(apollo)] == ["slack"] and len(slack.posts) == 1
     text = slack.posts[0]["text"]

@@ -6,10 +6,13 @@ Asserts what the benchmark measured is right (rows, requests, JSON written), nev
 import json
 
 import psycopg
+import pytest
 
 from bench import world
 from bench.runner import run
 from tests.fixtures import PG
+
+pytestmark = pytest.mark.db
 
 
 def test_bench_smoke_measures_real_runs_and_writes_json(tmp_path):

@@ -5,6 +5,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.db
+
 ROOT = Path(__file__).resolve().parents[1]
 CHECK = ROOT.parent / "shared" / "contract-check"
 

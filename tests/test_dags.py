@@ -1,86 +1,56 @@
 """End-to-end runs through real Airflow: dag.test() and `airflow dags test`, against the simulator."""
 
-import datetime as dt
 import json
 import os
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
-from airflow.dag_processing.dagbag import DagBag
 
 from tests.fixtures import airflow_cli
 
-ROOT = Path(__file__).resolve().parents[1]
-D = dt.date
-
-
-def dagbag() -> DagBag:
-    return DagBag(dag_folder=str(ROOT / "dags"))
-
-
-@pytest.fixture
-def linked(world):
-    world.employee(1, "bobby@acme.test", "Bobby")
-    world.harvest_user("bobby", "bobby@acme.test")
-    world.project(7, [701], name="Apollo", start=D(2026, 1, 1), sync_since=D(2026, 1, 1))
-    world.assign(7, 1, D(2026, 1, 1))
-    return world
-
-
-@pytest.fixture(scope="session")
-def airflow_metadata_db():
-    from airflow.utils import db
-
-    db.resetdb()
-    from airflow.models.pool import Pool
-
-    Pool.create_or_update_pool(
-        "harvest_api", slots=4, description="Harvest API calls (one account)", include_deferred=False
-    )
+pytestmark = pytest.mark.airflow
 
 
 @pytest.mark.parametrize("since", ["2026-13-01", "yesterday"])
-def test_trigger_form_rejects_a_since_that_is_not_a_date(linked, airflow_metadata_db, since):
+def test_trigger_form_rejects_a_since_that_is_not_a_date(apollo, airflow_db, dagbag, since):
     from airflow.sdk.definitions.param import ParamValidationError
 
-    dag = dagbag().dags["harvest_sync_7"]
+    dag = dagbag.dag(7)
     with pytest.raises(ParamValidationError, match="date"):
         dag.test(run_conf={"since": since})
-    assert linked.worklogs(7) == []
+    assert apollo.worklogs(7) == []
 
 
-def test_dag_test_runs_the_whole_sync(linked, airflow_metadata_db):
-    entry = linked.entry("bobby", 701, "2026-02-01", 2.5, "design")
-    linked.harvest_user("nina", "nina@acme.test", "Nina", "Novak")
-    linked.entry("nina", 701, "2026-02-02", 1)
-    dag = dagbag().dags["harvest_sync_7"]
+def test_dag_test_runs_the_whole_sync(apollo, airflow_db, dagbag):
+    entry = apollo.entry("bobby", 701, "2026-02-01", 2.5, "design")
+    apollo.entry("nina", 701, "2026-02-02", 1)
+    dag = dagbag.dag(7)
     run = dag.test(run_conf={"since": "2026-01-01"})
     assert run.state == "success", run.state
-    assert [(r[0], r[1], r[3]) for r in linked.worklogs(7)] == [(entry, 1, Decimal("2.5"))]
-    assert [r[2] for r in linked.missing(7)] == ["no_matching_employee"]
+    assert [(r[0], r[1], r[3]) for r in apollo.worklogs(7)] == [(entry, 1, Decimal("2.5"))]
+    assert [r[2] for r in apollo.missing(7)] == ["no_matching_employee"]
 
 
-def test_airflow_dags_test_cli_runs_the_dag(linked, airflow_metadata_db):
-    entry = linked.entry("bobby", 701, "2026-03-01", 4)
+def test_airflow_dags_test_cli_runs_the_dag(apollo, airflow_db, dagbag):
+    entry = apollo.entry("bobby", 701, "2026-03-01", 4)
     proc = airflow_cli("dags", "test", "harvest_sync_7", "--conf", json.dumps({"since": "2026-01-01"}))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert [(r[0], r[3]) for r in linked.worklogs(7)] == [(entry, Decimal("4"))]
+    assert [(r[0], r[3]) for r in apollo.worklogs(7)] == [(entry, Decimal("4"))]
 
 
-def test_a_refused_token_fails_the_run_at_once_without_retries(linked, airflow_metadata_db, monkeypatch):
+def test_a_refused_token_fails_the_run_at_once_without_retries(apollo, airflow_db, dagbag, monkeypatch):
     conn = json.loads(os.environ["AIRFLOW_CONN_HARVEST_DEFAULT"])
     monkeypatch.setenv("AIRFLOW_CONN_HARVEST_DEFAULT", json.dumps({**conn, "password": "revoked"}))
-    before = linked.snapshot()
-    run = dagbag().dags["harvest_sync_7"].test()
+    before = apollo.snapshot()
+    run = dagbag.dag(7).test()
     assert run.state == "failed"
     extract = next(ti for ti in run.get_task_instances() if ti.task_id == "extract")
     assert (extract.state, extract.try_number) == ("failed", 1)  # not up_for_retry: retrying cannot help
-    assert linked.snapshot() == before
+    assert apollo.snapshot() == before
 
 
 def test_an_account_id_given_as_login_is_the_account_the_dag_stores_users_under(
-    linked, airflow_metadata_db, monkeypatch
+    apollo, airflow_db, dagbag, monkeypatch
 ):
     """One rule for the account id (primetric_harvest.harvest_api.harvest_account_id), in the hook and the DAG:
     a personal-token connection with the account id as its login syncs, and its Harvest users are stored
@@ -88,8 +58,8 @@ def test_an_account_id_given_as_login_is_the_account_the_dag_stores_users_under(
     conn = json.loads(os.environ["AIRFLOW_CONN_HARVEST_DEFAULT"])
     account_id = conn["extra"].pop("account_id")
     monkeypatch.setenv("AIRFLOW_CONN_HARVEST_DEFAULT", json.dumps({**conn, "login": account_id}))
-    linked.entry("bobby", 701, "2026-02-01", 1)
-    run = dagbag().dags["harvest_sync_7"].test(run_conf={"since": "2026-01-01"})
+    apollo.entry("bobby", 701, "2026-02-01", 1)
+    run = dagbag.dag(7).test(run_conf={"since": "2026-01-01"})
     assert run.state == "success", run.state
-    stored = linked.sql("SELECT DISTINCT account_id FROM harvest_sync.harvest_users")
+    stored = apollo.sql("SELECT DISTINCT account_id FROM harvest_sync.harvest_users")
     assert stored == [(account_id,)]

@@ -14,6 +14,8 @@ from primetric_harvest.db import DatabaseConnectionError, connect, conninfo
 from primetric_harvest.registry import linked_projects
 from tests.fixtures import PG
 
+pytestmark = pytest.mark.db
+
 
 @pytest.fixture(scope="module")
 def server_without_ssl():

@@ -9,6 +9,8 @@ import pytest
 
 from primetric_harvest import pipeline
 
+pytestmark = pytest.mark.db
+
 D = dt.date
 TODAY = dt.datetime.now(dt.UTC).date()
 
@@ -20,13 +22,9 @@ def day(offset: int) -> str:
 
 @pytest.fixture
 def team(world):
-    world.employee(1, "bobby@acme.test", "Bobby")
-    world.employee(2, "sam@acme.test", "Sam")
-    world.harvest_user("bobby", "bobby@acme.test")
-    world.harvest_user("sam", "sam@acme.test")
-    world.project(1, [101], start=D(2025, 1, 1), sync_since=D(2025, 1, 1))
-    world.assign(1, 1, D(2025, 1, 1))
-    world.assign(1, 2, D(2025, 1, 1))
+    world.teammate("bobby", 1, "bobby@acme.test")
+    world.teammate("sam", 2, "sam@acme.test")
+    world.linked_project(1, [101], since=D(2025, 1, 1), assigned=(1, 2))
     return world
 
 

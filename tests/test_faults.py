@@ -22,6 +22,8 @@ from primetric_harvest.harvest_hook import HarvestAccessError, HarvestError, Har
 from primetric_harvest.skip_reasons import SkipReason
 from tests.fixtures import fails_at_once
 
+pytestmark = pytest.mark.db
+
 D = dt.date
 SINCE = D(2026, 1, 1)
 LINKED = (101, 102)
@@ -51,13 +53,10 @@ def use_harvest(monkeypatch, sim: HarvestSimulator, **extra) -> None:
 @pytest.fixture
 def fw(world, monkeypatch):
     """Project 1 ← Harvest 101 + 102; Bobby (assigned) and Sam are employees, Nina is not; 40 entries."""
-    world.employee(1, "bobby@acme.test", "Bobby")
-    world.employee(2, "sam@acme.test", "Sam")
-    world.harvest_user("bobby", "bobby@acme.test")
-    world.harvest_user("sam", "SAM@acme.test")
+    world.teammate("bobby", 1, "bobby@acme.test")
+    world.teammate("sam", 2, "sam@acme.test", harvest_email="SAM@acme.test")
     world.harvest_user("nina", "nina@acme.test")
-    world.project(1, LINKED, start=SINCE, sync_since=SINCE)
-    world.assign(1, 1, SINCE)
+    world.linked_project(1, LINKED, since=SINCE, assigned=(1,))
     rng = random.Random(7)
     for _ in range(40):
         day = SINCE + dt.timedelta(days=rng.randrange(180))

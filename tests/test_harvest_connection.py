@@ -50,6 +50,7 @@ def closed_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.db
 def test_settings_are_read_once_with_their_defaults(monkeypatch, sim):
     set_connection(monkeypatch, "h", conn_type="harvest", password="pat", extra={"account_id": " 42 "})
     settings = HarvestHook.settings_for("h")
@@ -58,12 +59,14 @@ def test_settings_are_read_once_with_their_defaults(monkeypatch, sim):
     assert "pat" not in repr(settings)  # secrets never in a repr (logs, tracebacks)
 
 
+@pytest.mark.db
 def test_a_bad_extra_value_names_the_key(monkeypatch, sim):
     set_connection(monkeypatch, "h", **harvest_conn(sim, timeout="soon"))
     with pytest.raises(HarvestError, match=r"Connection 'h': extra 'timeout' must be a number, not 'soon'"):
         HarvestHook("h")
 
 
+@pytest.mark.db
 @pytest.mark.parametrize("conn_type", ["harvest", "http"])
 def test_an_administrator_token_answers_its_account_and_users(monkeypatch, sim, conn_type):
     """The http connections made before the provider read and test the same."""
@@ -76,6 +79,7 @@ def test_an_administrator_token_answers_its_account_and_users(monkeypatch, sim, 
     )
 
 
+@pytest.mark.db
 def test_a_member_token_is_not_an_administrator(monkeypatch, sim):
     set_connection(monkeypatch, "h", **harvest_conn(sim, token=MEMBER_TOKEN))
     assert HarvestHook("h").test_connection() == (
@@ -85,6 +89,7 @@ def test_a_member_token_is_not_an_administrator(monkeypatch, sim):
     )
 
 
+@pytest.mark.db
 def test_a_wrong_account_id_is_named(monkeypatch, sim):
     set_connection(monkeypatch, "h", **harvest_conn(sim, account_id="999999"))
     assert HarvestHook("h").test_connection() == (
@@ -94,6 +99,7 @@ def test_a_wrong_account_id_is_named(monkeypatch, sim):
     )
 
 
+@pytest.mark.db
 def test_a_revoked_token_is_named(monkeypatch, sim):
     sim.add_token("soon-revoked")
     set_connection(monkeypatch, "h", **harvest_conn(sim, token="soon-revoked"))
@@ -106,6 +112,7 @@ def test_a_revoked_token_is_named(monkeypatch, sim):
     )
 
 
+@pytest.mark.db
 def test_an_unreachable_api_url_is_named_after_one_attempt(monkeypatch, sim):
     url = f"http://127.0.0.1:{closed_port()}"
     set_connection(monkeypatch, "h", conn_type="harvest", host=url, password=TOKEN, extra={"account_id": ACCOUNT_ID})
@@ -118,6 +125,7 @@ def test_an_unreachable_api_url_is_named_after_one_attempt(monkeypatch, sim):
     assert hook.stats.requests == 1 and hook.stats.retries == 0  # someone waits at the form: no retries
 
 
+@pytest.mark.db
 def test_airflow_builds_the_hook_from_the_connection_type(monkeypatch, sim):
     """What the connections test endpoint does: the form's values as a URI in an environment variable under a
     throwaway id, the hook class looked up by the connection type (our provider), then ``test_connection``."""
@@ -136,6 +144,7 @@ def test_airflow_builds_the_hook_from_the_connection_type(monkeypatch, sim):
     assert status is True and message.startswith(f"Harvest answered: administrator token for account {ACCOUNT_ID}")
 
 
+@pytest.mark.unit
 def test_the_provider_gives_airflow_a_harvest_connection_form():
     """Airflow's UI reads the form from the provider's metadata (no hook import, no flask-appbuilder)."""
     from airflow.api_fastapi.core_api.services.ui.connections import HookMetaService
@@ -155,6 +164,7 @@ def test_the_provider_gives_airflow_a_harvest_connection_form():
     assert set(extras) <= read, set(extras) - read
 
 
+@pytest.mark.unit
 def test_the_hook_and_the_oauth_modules_import_each_other_in_one_direction_only():
     """harvest_api (errors, defaults, settings) <- oauth_tokens <- harvest_hook <- oauth_install: no cycle."""
     import ast
@@ -177,6 +187,7 @@ def test_the_hook_and_the_oauth_modules_import_each_other_in_one_direction_only(
 
 
 # --------------------------------------------------------------------------- OAuth2 installations
+@pytest.mark.db
 def test_an_oauth_installation_is_tested_with_its_stored_tokens(installed, monkeypatch):  # noqa: F811
     """Under a throwaway connection id (as Airflow tests), the installation's own token-store row is used:
     no second token chain, no refresh token spent. Before any run, it says why it does not test."""
@@ -204,6 +215,7 @@ def test_an_oauth_installation_is_tested_with_its_stored_tokens(installed, monke
     assert installed.harvest_id.grants("refresh_token") == 1 and after == before
 
 
+@pytest.mark.db
 def test_a_revoked_oauth_installation_sends_the_administrator_to_the_install_page(installed):  # noqa: F811
     installed.sync(7)
     expire_stored_token(installed)

@@ -16,15 +16,15 @@ from cryptography.fernet import Fernet
 from harvest_simulator.harvest_id import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, HarvestID
 from tests.fixtures import ACCOUNT_ID
 
+pytestmark = pytest.mark.airflow
+
 USERS = {"admin": "admin", "opal": "op", "vic": "viewer"}  # user: simple-auth-manager role
 PREFIX = "/harvest-install"
 
 
 @pytest.fixture(scope="module")
-def api(tmp_path_factory):
+def api(airflow_db, tmp_path_factory):
     """The Airflow API server app with simple-auth-manager users, on the test session's metadata DB."""
-    from airflow.utils import db
-
     mp = pytest.MonkeyPatch()
     passwords = tmp_path_factory.mktemp("auth") / "passwords.json"
     passwords.write_text(json.dumps({u: f"{u}-pw" for u in USERS}))
@@ -33,7 +33,6 @@ def api(tmp_path_factory):
     mp.setenv("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS", "False")
     mp.setenv("AIRFLOW__API_AUTH__JWT_SECRET", secrets.token_urlsafe(64))
     mp.setenv("AIRFLOW__CORE__FERNET_KEY", Fernet.generate_key().decode())
-    db.initdb()  # creates or upgrades; never wipes what other modules set up
     from airflow.api_fastapi.app import create_app
     from fastapi.testclient import TestClient
 

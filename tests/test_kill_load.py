@@ -22,9 +22,12 @@ from pathlib import Path
 
 import pandas as pd
 import psycopg
+import pytest
 
 from primetric_harvest.results import to_xcom
 from tests.fixtures import ACCOUNT_ID
+
+pytestmark = pytest.mark.db
 
 ROOT = Path(__file__).resolve().parents[1]
 SINCE = dt.date(2026, 1, 1)

@@ -3,7 +3,6 @@ real HTTP, the real pipeline (world.sync) and real Airflow (`airflow dags test`)
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import os
 import subprocess
@@ -21,7 +20,6 @@ from harvest_simulator.harvest_id import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRE
 from tests.fixtures import ACCOUNT_ID, airflow_cli
 
 ROOT = Path(__file__).resolve().parents[1]
-D = dt.date
 REDIRECT = "http://127.0.0.1:9/harvest-install/callback"
 
 
@@ -77,20 +75,16 @@ def set_oauth_connection(monkeypatch, sim, harvest_id: HarvestID, refresh_token:
 
 
 @pytest.fixture
-def installed(world, harvest_id, oauth_env, monkeypatch):
+def installed(apollo, harvest_id, oauth_env, monkeypatch):
     """A world whose harvest_default connection is an OAuth2 installation (the code flow done for real)."""
     from primetric_harvest import oauth_install
 
     code = approve(harvest_id)["code"]
     tokens = oauth_install.exchange_code(DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, code, REDIRECT, harvest_id.url)
-    set_oauth_connection(monkeypatch, world.sim, harvest_id, tokens.refresh_token)
-    world.employee(1, "bobby@acme.test", "Bobby")
-    world.harvest_user("bobby", "bobby@acme.test")
-    world.project(7, [701], name="Apollo", start=D(2026, 1, 1), sync_since=D(2026, 1, 1))
-    world.assign(7, 1, D(2026, 1, 1))
-    world.seed_refresh_token = tokens.refresh_token
-    world.harvest_id = harvest_id
-    return world
+    set_oauth_connection(monkeypatch, apollo.sim, harvest_id, tokens.refresh_token)
+    apollo.seed_refresh_token = tokens.refresh_token
+    apollo.harvest_id = harvest_id
+    return apollo
 
 
 def token_row(world) -> dict:
@@ -122,16 +116,15 @@ def statuses(sim) -> dict:
 
 
 # --------------------------------------------------------------------------- happy paths
-def test_personal_access_token_still_works(world, oauth_env):
-    world.employee(1, "bobby@acme.test")
-    world.harvest_user("bobby", "bobby@acme.test")
-    world.project(7, [701], start=D(2026, 1, 1), sync_since=D(2026, 1, 1))
-    entry = world.entry("bobby", 701, "2026-02-01", 2)
-    world.sync(7)
-    assert [r[0] for r in world.worklogs(7)] == [entry]
-    assert world.sql("SELECT count(*) FROM harvest_sync.oauth_tokens") == [(0,)]
+@pytest.mark.db
+def test_personal_access_token_still_works(apollo, oauth_env):
+    entry = apollo.entry("bobby", 701, "2026-02-01", 2)
+    apollo.sync(7)
+    assert [r[0] for r in apollo.worklogs(7)] == [entry]
+    assert apollo.sql("SELECT count(*) FROM harvest_sync.oauth_tokens") == [(0,)]
 
 
+@pytest.mark.db
 def test_oauth_run_gets_a_token_and_stores_it_encrypted(installed):
     entry = installed.entry("bobby", 701, "2026-02-01", 2.5)
     installed.sync(7)
@@ -148,6 +141,7 @@ def test_oauth_run_gets_a_token_and_stores_it_encrypted(installed):
     assert installed.harvest_id.grants("refresh_token") == 1
 
 
+@pytest.mark.db
 def test_token_expires_during_a_run_the_run_refreshes_and_finishes(installed):
     installed.sync(7)  # the installation's first access token
     installed.harvest_user("nina", "nina@acme.test")
@@ -162,6 +156,7 @@ def test_token_expires_during_a_run_the_run_refreshes_and_finishes(installed):
     assert result.extracted.entries_fetched == 2
 
 
+@pytest.mark.db
 def test_refreshes_before_expiry_without_meeting_a_401(installed):
     installed.sync(7)
     first_access, _ = decrypted(installed)
@@ -173,6 +168,7 @@ def test_refreshes_before_expiry_without_meeting_a_401(installed):
     assert decrypted(installed)[0] != first_access
 
 
+@pytest.mark.db
 def test_rotated_refresh_tokens_are_stored_and_used(installed):
     installed.harvest_id.rotate_refresh_tokens = True
     installed.sync(7)
@@ -189,6 +185,7 @@ def test_rotated_refresh_tokens_are_stored_and_used(installed):
     assert entry in [r[0] for r in installed.worklogs(7)]
 
 
+@pytest.mark.db
 @pytest.mark.parametrize("how", ["revoked", "app removed"])
 def test_revoked_refresh_token_fails_at_once_and_touches_nothing(installed, how):
     from airflow.sdk.exceptions import AirflowFailException
@@ -217,6 +214,7 @@ def test_revoked_refresh_token_fails_at_once_and_touches_nothing(installed, how)
     assert installed.harvest_id.grants("refresh_token", status=None) - installed.harvest_id.grants("refresh_token") == 1
 
 
+@pytest.mark.db
 def test_two_runs_refreshing_at_once_keep_the_newer_token(installed):
     """Rotation on and a slow token endpoint: without the row lock the second refresher would spend the
     already-rotated refresh token (invalid_grant) or overwrite the newer one."""
@@ -250,6 +248,7 @@ def test_two_runs_refreshing_at_once_keep_the_newer_token(installed):
     assert hooks[0].access_token() == hooks[1].access_token() == decrypted(installed)[0]
 
 
+@pytest.mark.db
 def test_installing_again_starts_from_the_new_refresh_token(installed, monkeypatch):
     from primetric_harvest import oauth_install
 
@@ -267,6 +266,7 @@ def test_installing_again_starts_from_the_new_refresh_token(installed, monkeypat
     assert access != old_access and access in installed.sim.tokens
 
 
+@pytest.mark.db
 def test_wrong_fernet_key_asks_for_reinstall(installed, monkeypatch):
     from primetric_harvest.harvest_hook import HarvestHook
     from primetric_harvest.oauth_tokens import HarvestReauthorizationRequired
@@ -277,6 +277,7 @@ def test_wrong_fernet_key_asks_for_reinstall(installed, monkeypatch):
         HarvestHook().me()
 
 
+@pytest.mark.db
 def test_missing_fernet_key_is_refused_not_stored_in_plain_text(installed, monkeypatch):
     from primetric_harvest.harvest_hook import HarvestHook
     from primetric_harvest.oauth_tokens import HarvestOAuthError
@@ -287,6 +288,7 @@ def test_missing_fernet_key_is_refused_not_stored_in_plain_text(installed, monke
     assert token_row(installed) == {}
 
 
+@pytest.mark.db
 def test_oauth_extra_keys_are_never_sent_as_headers(installed):
     from primetric_harvest.harvest_hook import HarvestHook
 
@@ -298,11 +300,13 @@ def test_oauth_extra_keys_are_never_sent_as_headers(installed):
 
 
 # --------------------------------------------------------------------------- the code exchange
+@pytest.mark.db
 def test_denied_consent_redirects_with_access_denied(harvest_id, oauth_env):
     answer = approve(harvest_id, decision="deny")
     assert answer == {"error": "access_denied", "state": "st4te"}
 
 
+@pytest.mark.db
 def test_code_exchange_errors_say_what_went_wrong(harvest_id, oauth_env):
     from primetric_harvest import oauth_install as oauth
 
@@ -314,6 +318,7 @@ def test_code_exchange_errors_say_what_went_wrong(harvest_id, oauth_env):
         oauth.exchange_code(DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, code, REDIRECT, harvest_id.url)
 
 
+@pytest.mark.unit
 def test_pasted_redirect_url_is_checked(oauth_env):
     from primetric_harvest import oauth_install as oauth
 
@@ -325,6 +330,7 @@ def test_pasted_redirect_url_is_checked(oauth_env):
         oauth.parse_pasted(f"{REDIRECT}?error=access_denied&state=s1", "s1")
 
 
+@pytest.mark.db
 def test_non_administrator_is_refused(harvest, harvest_id, oauth_env):
     from primetric_harvest import oauth_install as oauth
 
@@ -339,6 +345,7 @@ def test_non_administrator_is_refused(harvest, harvest_id, oauth_env):
 
 
 # --------------------------------------------------------------------------- the command line
+@pytest.mark.airflow
 def test_command_line_install_stores_the_connection(harvest, harvest_id, oauth_env, tmp_path):
     """scripts/harvest_authorize.py in its own process: prints the URL, takes the pasted redirect URL."""
     env = {
@@ -419,21 +426,13 @@ def test_command_line_install_stores_the_connection(harvest, harvest_id, oauth_e
 
 
 # --------------------------------------------------------------------------- real Airflow: no secret in the logs
-@pytest.fixture(scope="module")
-def airflow_metadata_db():
-    from airflow.models.pool import Pool
-    from airflow.utils import db
-
-    db.initdb()  # creates or upgrades; never wipes what other modules set up
-    Pool.create_or_update_pool("harvest_api", slots=4, description="Harvest API calls", include_deferred=False)
-
-
 def _secrets(world) -> list[str]:
     secrets = [DEFAULT_CLIENT_SECRET, *world.harvest_id.refresh_tokens]
     return secrets + [t for t, info in world.sim.tokens.items() if info.get("_oauth")]
 
 
-def test_dag_run_with_oauth_refreshes_and_logs_no_secret(installed, airflow_metadata_db, tmp_path):
+@pytest.mark.airflow
+def test_dag_run_with_oauth_refreshes_and_logs_no_secret(installed, airflow_db, tmp_path):
     """`airflow dags test`; the access token expires mid-run (401, refresh) and the refresh token rotates.
     Then every token and the client secret are searched for in the task logs (stdout and log files).
 
@@ -462,6 +461,7 @@ def test_dag_run_with_oauth_refreshes_and_logs_no_secret(installed, airflow_meta
         assert conn.execute("SELECT rotations FROM harvest_sync.oauth_tokens").fetchone()[0] >= 2
 
 
+@pytest.mark.db
 def test_refresh_logs_no_secret_even_at_debug(installed, caplog, capsys):
     """requests-oauthlib logs token request bodies and responses at DEBUG: oauth_tokens.py holds it at INFO."""
     import logging

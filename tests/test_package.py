@@ -45,6 +45,7 @@ def _load_plugins() -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.airflow
 def test_airflow_loads_our_plugins_without_importing_any_module_twice():
     loaded = _load_plugins()
     assert loaded["errors"] == {}
@@ -66,6 +67,7 @@ def test_airflow_loads_our_plugins_without_importing_any_module_twice():
     assert not any(n.startswith("primetric_harvest.pipeline") for n in names)
 
 
+@pytest.mark.airflow
 def test_loading_the_plugins_logs_no_pathspec_deprecation():
     """Every task process loads the plugins, whose .airflowignore Airflow 3.3.2 reads with pathspec's
     GitWildMatchPattern: pathspec >= 1.0 logs a DeprecationWarning for it at the top of every task log.
@@ -78,6 +80,7 @@ def test_loading_the_plugins_logs_no_pathspec_deprecation():
     assert "GitWildMatchPattern" not in out.stdout + out.stderr
 
 
+@pytest.mark.unit
 def test_every_named_sql_statement_is_used():
     """A statement nothing runs is dead weight that still has to be kept right: each ``-- name:`` of
     include/sql/*.sql is named in the code (``query("file", "name")``, or its name passed on to ``query``)."""
@@ -95,6 +98,7 @@ def test_every_named_sql_statement_is_used():
     assert unused == []
 
 
+@pytest.mark.unit
 def test_the_sql_is_found_through_the_package_not_a_path_from_a_source_file():
     from primetric_harvest.db import query, sql_dir
     from primetric_harvest.migrate import migrations
@@ -107,6 +111,7 @@ def test_the_sql_is_found_through_the_package_not_a_path_from_a_source_file():
     )
 
 
+@pytest.mark.airflow
 @pytest.mark.timeout(300)
 def test_a_built_wheel_carries_the_sql_and_registers_the_provider(tmp_path):
     uv = Path(sys.executable).parent / "uv"

@@ -25,6 +25,8 @@ from primetric_harvest.plan import (
 )
 from primetric_harvest.results import from_xcom, to_xcom
 
+pytestmark = pytest.mark.unit
+
 D = dt.date
 NOW = dt.datetime(2026, 11, 25, 6, tzinfo=dt.UTC)
 MARK = dt.datetime(2026, 11, 24, 6, tzinfo=dt.UTC)

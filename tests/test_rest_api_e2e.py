@@ -20,6 +20,8 @@ from harvest_simulator.demo import demo
 from scripts.airflow_local import AirflowLocal, _alive, _ours, main, parse_args, stop_from_pid_file
 from tests.airflow_server import run_path, set_paused, task_log, trigger, wait_for_run
 
+pytestmark = pytest.mark.airflow
+
 SINCE = "2026-09-01"
 DAG = "harvest_sync_1"
 PROJECT = 1

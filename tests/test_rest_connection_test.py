@@ -16,6 +16,8 @@ from primetric_harvest.harvest_api import DEFAULT_BASE_URL
 MEMBER = 502  # Bobby, a member of the demo account
 DEMO_USERS = len(demo().users_df())
 
+pytestmark = pytest.mark.airflow
+
 
 @pytest.fixture(scope="module")
 def api(airflow_server) -> requests.Session:

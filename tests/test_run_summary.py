@@ -2,38 +2,14 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
-from pathlib import Path
 
 import pytest
-from airflow.dag_processing.dagbag import DagBag
 
-ROOT = Path(__file__).resolve().parents[1]
-D = dt.date
+from primetric_harvest.names import worklogs_asset_uri
 
-
-@pytest.fixture(scope="module")
-def metadata_db():
-    from airflow.models.pool import Pool
-    from airflow.utils import db
-
-    db.resetdb()
-    Pool.create_or_update_pool("harvest_api", slots=4, description="Harvest API calls", include_deferred=False)
-
-
-@pytest.fixture
-def apollo(world):
-    world.employee(1, "bobby@acme.test", "Bobby")
-    world.harvest_user("bobby", "bobby@acme.test")
-    world.harvest_user("nina", "nina@acme.test", "Nina", "Novak")  # not in Primetric: a missing teammate
-    world.project(7, [701], name="Apollo", start=D(2026, 1, 1), sync_since=D(2026, 1, 1))
-    world.assign(7, 1, D(2026, 1, 1))
-    return world
-
-
-def _dag(dag_id: str = "harvest_sync_7"):
-    return DagBag(dag_folder=str(ROOT / "dags")).dags[dag_id]
+pytestmark = pytest.mark.airflow
+URI = worklogs_asset_uri(7)
 
 
 def _xcom(run_id: str, task_id: str, key: str):
@@ -60,7 +36,7 @@ def _asset_events(uri: str) -> list[tuple[str, dict]]:
         return [(e.source_run_id, dict(e.extra or {})) for e in rows]
 
 
-def test_a_run_ends_with_a_summary_in_the_log_and_as_xcom(apollo, metadata_db, caplog):
+def test_a_run_ends_with_a_summary_in_the_log_and_as_xcom(apollo, airflow_db, dagbag, caplog):
     apollo.entry("bobby", 701, "2026-02-01", 2.5)
     apollo.entry("bobby", 701, "2026-02-02", 1)
     apollo.entry("nina", 701, "2026-02-03", 3)
@@ -69,7 +45,7 @@ def test_a_run_ends_with_a_summary_in_the_log_and_as_xcom(apollo, metadata_db, c
     apollo.sim.reset_stats()
 
     with caplog.at_level(logging.INFO, logger="primetric_harvest.notify"):
-        run = _dag().test(run_conf={"since": "2026-01-01"})
+        run = dagbag.dag(7).test(run_conf={"since": "2026-01-01"})
     assert run.state == "success", run.state
 
     summary = _xcom(run.run_id, "report", "summary")
@@ -106,7 +82,7 @@ def test_a_run_ends_with_a_summary_in_the_log_and_as_xcom(apollo, metadata_db, c
 
     # A second run, with nothing changed in Harvest, has its own summary: nothing written.
     apollo.sim.reset_stats()
-    again = _dag().test()
+    again = dagbag.dag(7).test()
     assert again.state == "success"
     second = _xcom(again.run_id, "report", "summary")
     assert second["mode"] != "reset"
@@ -114,30 +90,27 @@ def test_a_run_ends_with_a_summary_in_the_log_and_as_xcom(apollo, metadata_db, c
     assert second["harvest_429s"] == 0 and second["harvest_requests"] == apollo.sim.stats["requests"]
 
 
-def test_the_load_task_updates_the_projects_worklogs_asset(apollo, metadata_db):
+def test_the_load_task_updates_the_projects_worklogs_asset(apollo, airflow_db, dagbag):
     from airflow.sdk import Asset
 
-    dag = _dag()
-    uri = "primetric://worklogs/project/7"
-    assert [(a.uri, type(a)) for a in dag.get_task("load").outlets] == [(uri, Asset)]
+    dag = dagbag.dag(7)
+    assert [(a.uri, type(a)) for a in dag.get_task("load").outlets] == [(URI, Asset)]
     assert all(not t.outlets for t in dag.tasks if t.task_id != "load")
 
     apollo.entry("bobby", 701, "2026-02-01", 2.5)
-    before = _asset_events(uri)
+    before = _asset_events(URI)
     run = dag.test(run_conf={"since": "2026-01-01"})
     assert run.state == "success"
-    events = _asset_events(uri)[len(before) :]
+    events = _asset_events(URI)[len(before) :]
     assert [(run_id, e["inserted"], e["updated"], e["deleted"]) for run_id, e in events] == [(run.run_id, 1, 0, 0)]
 
 
-def test_a_failed_run_updates_no_asset(apollo, metadata_db, monkeypatch):
+def test_a_failed_run_updates_no_asset(apollo, airflow_db, dagbag, monkeypatch):
     monkeypatch.setenv("AIRFLOW__API__BASE_URL", "http://airflow.test:8080")
     apollo.sim.faults.add("unauthorized", times=None)
-    dag = _dag()
-    for task in dag.tasks:
-        task.retries = 0  # the retry policy is not under test; its delays are minutes long
-    before = _asset_events("primetric://worklogs/project/7")
+    dag = dagbag.dag(7, retries=0)
+    before = _asset_events(URI)
     run = dag.test(run_conf={"since": "2026-01-01"})
     assert run.state == "failed"
-    assert _asset_events("primetric://worklogs/project/7") == before
+    assert _asset_events(URI) == before
     assert _xcom(run.run_id, "report", "summary") is None

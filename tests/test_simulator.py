@@ -20,6 +20,8 @@ import requests
 
 from harvest_simulator import HarvestSimulator, SimulatorState
 
+pytestmark = pytest.mark.db
+
 ROOT = Path(__file__).resolve().parents[1]
 PROJECTS = [1001, 1002, 1003]
 HEADERS = {

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import psycopg
+import pytest
 
 from primetric_harvest.skip_reasons import MISSING_TEAMMATE_REASONS, SkipReason
 
@@ -20,11 +21,13 @@ def _allowed(dsn: str, table: str) -> set[str]:
     return set(re.findall(r"'(\w+)'::text", definition))
 
 
+@pytest.mark.db
 def test_the_migrations_allow_exactly_the_documented_reasons(primetric_db):
     assert _allowed(primetric_db, "harvest_sync.skipped_entries") == {r.value for r in SkipReason}
     assert _allowed(primetric_db, "primetric.missing_teammates") == {r.value for r in MISSING_TEAMMATE_REASONS}
 
 
+@pytest.mark.db
 def test_an_undocumented_reason_cannot_be_stored(primetric_db):
     with psycopg.connect(primetric_db) as conn:
         conn.execute("INSERT INTO primetric.projects (id, name) VALUES (1, 'P')")
@@ -38,6 +41,7 @@ def test_an_undocumented_reason_cannot_be_stored(primetric_db):
     raise AssertionError("an unknown reason code was stored")
 
 
+@pytest.mark.unit
 def test_every_reason_says_what_it_means_and_what_to_do():
     for reason in SkipReason:
         assert reason.text and reason.action, reason

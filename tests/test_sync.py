@@ -8,18 +8,17 @@ import pytest
 from primetric_harvest.harvest_hook import HarvestAccessError
 from tests.fixtures import fails_at_once
 
+pytestmark = pytest.mark.db
+
 D = dt.date
 
 
 @pytest.fixture
 def apollo(world):
     """Project 1 fed by Harvest projects 101 and 102; Bobby is assigned, Sam is not."""
-    world.employee(1, "bobby@acme.test", "Bobby")
-    world.employee(2, "Sam@Acme.test ", "Sam")
-    world.harvest_user("bobby", "bobby@acme.test")
-    world.harvest_user("sam", "sam@acme.test")
-    world.project(1, [101, 102], start=D(2026, 1, 1), sync_since=D(2026, 1, 1))
-    world.assign(1, 1, D(2026, 1, 1))
+    world.teammate("bobby", 1, "bobby@acme.test")
+    world.teammate("sam", 2, "Sam@Acme.test ", harvest_email="sam@acme.test")
+    world.linked_project(1, [101, 102], since=D(2026, 1, 1), assigned=(1,))
     return world
 
 

@@ -9,6 +9,8 @@ from primetric_harvest import transform as t
 from primetric_harvest.plan import InvalidSyncRequest, plan_sync
 from primetric_harvest.skip_reasons import SkipReason
 
+pytestmark = pytest.mark.unit
+
 D = dt.date
 
 

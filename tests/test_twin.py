@@ -6,8 +6,11 @@ import random
 from decimal import Decimal
 
 import pandas as pd
+import pytest
 
 from tests.test_exactness import backfill
+
+pytestmark = pytest.mark.db
 
 TODAY = dt.datetime.now(dt.UTC).date()
 SYNC_SINCE = TODAY - dt.timedelta(days=90)

@@ -16,10 +16,13 @@ import pytest
 from tests.airflow_server import wait_for_run
 from tests.browser import ARTIFACTS, chromium_page
 
-pytestmark = pytest.mark.skipif(
-    not (shutil.which("chromium") or os.path.exists("/usr/bin/chromium")),
-    reason="Debian chromium is not installed: make browser",
-)
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(
+        not (shutil.which("chromium") or os.path.exists("/usr/bin/chromium")),
+        reason="Debian chromium is not installed: make browser",
+    ),
+]
 PROJECT = 1
 DAG = "harvest_sync_1"
 MISSING = "Nina Novak"  # the demo's person who logs Apollo time in Harvest but is not in Primetric

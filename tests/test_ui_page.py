@@ -16,6 +16,8 @@ import requests
 from harvest_simulator.demo import DEMO_TOKEN
 from tests.airflow_server import wait_for_run
 
+pytestmark = pytest.mark.airflow
+
 PROJECT = 1
 DAG = "harvest_sync_1"
 

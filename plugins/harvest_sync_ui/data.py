@@ -76,7 +76,7 @@ def project_detail(project_id: int, conn_id: str = PRIMETRIC_CONN_ID) -> dict | 
         cur.execute(query("ui", "skipped_by_reason"), p)
         skipped = [{k: _plain(v) for k, v in r.items()} for r in cur.fetchall()]
     for row_ in (*missing, *skipped):
-        reason = SkipReason.find(row_["reason"])
+        reason = SkipReason.from_code(row_["reason"])
         row_["reason_text"] = (
             f"{reason.text[:1].upper()}{reason.text[1:]}: {reason.action}" if reason else row_["reason"]
         )

@@ -11,6 +11,7 @@ from typing import Any
 
 import psycopg
 from psycopg import sql as pgsql
+from psycopg.rows import Row
 
 from primetric_harvest.names import PRIMETRIC_CONN_ID
 
@@ -123,3 +124,11 @@ def connect(
             "the connection's host, port, database, login and password, and its extras (sslmode, sslrootcert, "
             "options, connect_timeout)."
         ) from exc
+
+
+def one_row(cursor: psycopg.Cursor[Row]) -> Row:
+    """The row of a statement that always answers exactly one (an aggregate, ``now()``, an upsert's counts)."""
+    row = cursor.fetchone()
+    if row is None:
+        raise RuntimeError("a statement that always answers one row answered none: is the database migrated?")
+    return row

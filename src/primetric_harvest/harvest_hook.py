@@ -13,6 +13,7 @@ import datetime as dt
 import email.utils
 import logging
 import time
+import urllib.parse
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
@@ -266,7 +267,7 @@ class HarvestHook(BaseHook):
         by default the connection's ``max_attempts``)."""
         attempts = attempts or self.settings.max_attempts
         url = path_or_url if "://" in path_or_url else f"{self.base_url}/v2/{path_or_url.lstrip('/')}"
-        path = requests.utils.urlparse(url).path
+        path = urllib.parse.urlsplit(url).path
         self.stats.by_path[path] = self.stats.by_path.get(path, 0) + 1
         first_wait = self.settings.retry_wait_seconds
         throttle_waits = 0

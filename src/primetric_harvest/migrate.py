@@ -25,7 +25,7 @@ def migrate(conn_id: str = PRIMETRIC_CONN_ID) -> list[str]:
         conn.execute(query("schema_migrations", "lock"))
         conn.execute(query("schema_migrations", "bootstrap"))
         conn.commit()
-        done = dict(conn.execute(query("schema_migrations", "applied")).fetchall())
+        done: dict[str, str] = dict(conn.execute(query("schema_migrations", "applied")).fetchall())
         for path in migrations():
             text = path.read_text()
             version = path.name.removesuffix(".sql")
@@ -49,16 +49,17 @@ def create_database_if_missing(conn_id: str = PRIMETRIC_CONN_ID) -> None:
 
     from primetric_harvest.db import conninfo
 
-    info = psycopg.conninfo.conninfo_to_dict(conninfo(conn_id))
+    info = conninfo(conn_id)
     try:
-        psycopg.connect(**info, connect_timeout=5).close()
+        psycopg.connect(info, connect_timeout=5).close()
         return
     except psycopg.OperationalError as exc:
         if "does not exist" not in str(exc):
             raise
-    with psycopg.connect(**{**info, "dbname": "postgres"}, autocommit=True) as admin:
-        admin.execute(pgsql.SQL("CREATE DATABASE {}").format(pgsql.Identifier(info["dbname"])))
-    print(f"created database {info['dbname']}")
+    dbname = str(psycopg.conninfo.conninfo_to_dict(info)["dbname"])
+    with psycopg.connect(psycopg.conninfo.make_conninfo(info, dbname="postgres"), autocommit=True) as admin:
+        admin.execute(pgsql.SQL("CREATE DATABASE {}").format(pgsql.Identifier(dbname)))
+    print(f"created database {dbname}")
 
 
 if __name__ == "__main__":

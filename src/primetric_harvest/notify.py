@@ -21,13 +21,16 @@ import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from primetric_harvest.names import ALERTS_SLACK_CONN_ID as SLACK_CONN_ID
 from primetric_harvest.names import ALERTS_SMTP_CONN_ID as SMTP_CONN_ID
 from primetric_harvest.names import PRIMETRIC_CONN_ID
 from primetric_harvest.results import Extracted, Loaded, Reported, RunSummary, Transformed
 from primetric_harvest.skip_reasons import SkipReason
+
+if TYPE_CHECKING:
+    from airflow.sdk import BaseNotifier
 
 log = logging.getLogger(__name__)
 MAX_ERROR_CHARS = 300
@@ -77,8 +80,9 @@ def channel() -> tuple[str, Any] | None:
     return None
 
 
-def notifier(kind: str, conn: Any, message: Message):
+def notifier(kind: str, conn: Any, message: Message) -> BaseNotifier:
     """The Airflow notifier that delivers ``message`` on channel ``kind``."""
+    result: BaseNotifier
     if kind == "slack":
         from airflow.providers.slack.notifications.slack_webhook import SlackWebhookNotifier
 
@@ -100,9 +104,13 @@ def notifier(kind: str, conn: Any, message: Message):
         )
     else:
         raise ValueError(f"unknown alert channel {kind!r}; expected 'slack' or 'smtp'")
-    # Our text is final: an error message holding "{{" must not be rendered as a Jinja template.
-    result.template_fields = ()
-    return result
+    return _untemplated(result)
+
+
+def _untemplated(notifier: BaseNotifier) -> BaseNotifier:
+    """Our text is final: an error message holding "{{" must not be rendered as a Jinja template."""
+    notifier.template_fields = ()
+    return notifier
 
 
 def send(message: Message, context: Mapping | None = None, found: tuple[str, Any] | bool | None = True) -> str:
@@ -189,7 +197,7 @@ def people_to_notice(missing, noticed):
 
 def _describe(row) -> str:
     reason = SkipReason.describe(row.reason)
-    action = getattr(SkipReason.find(row.reason), "action", None)
+    action = getattr(SkipReason.from_code(row.reason), "action", None)
     days = f"{row.first_work_date} to {row.last_work_date}" if row.first_work_date else "no dates"
     who = f"{row.name or '(no name)'} <{row.email or 'no e-mail'}>"
     return f"{who}: {reason}; {row.entries} entries, {row.hours} h, {days}" + (f"; to do: {action}" if action else "")
@@ -227,7 +235,7 @@ def notice_missing_teammates(
     """
     import pandas as pd
 
-    from primetric_harvest.db import connect, query
+    from primetric_harvest.db import connect, one_row, query
 
     def frame(conn, name: str, params: dict) -> pd.DataFrame:
         cur = conn.execute(query("notices", name), params)
@@ -240,7 +248,7 @@ def notice_missing_teammates(
         new = people_to_notice(frame(conn, "missing", p), frame(conn, "noticed", p))
         if new.empty:
             return {"noticed": 0, "pending": 0, "channel": None}
-        day = conn.execute(query("notices", "today"), {"today": today}).fetchone()[0]
+        (day,) = one_row(conn.execute(query("notices", "today"), {"today": today}))
         found = channel()
         kind = found[0] if found else "log"
         people = new[["harvest_user_id", "email", "name", "reason"]].to_dict("records")

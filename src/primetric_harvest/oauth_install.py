@@ -28,6 +28,7 @@ from requests_oauthlib import OAuth2Session
 from primetric_harvest.harvest_api import (
     DEFAULT_BASE_URL,
     DEFAULT_ID_URL,
+    DEFAULT_USER_AGENT,
     HarvestConnectionSettings,
     HarvestError,
     is_oauth_connection,
@@ -139,7 +140,7 @@ def check_administrator(
         api_url=api_url.rstrip("/"),
         timeout=timeout,
         max_attempts=1,
-        **({"user_agent": user_agent} if user_agent else {}),
+        user_agent=user_agent or DEFAULT_USER_AGENT,
     )
     hook = HarvestHook(
         HARVEST_CONN_ID,

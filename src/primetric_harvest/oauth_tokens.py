@@ -114,7 +114,7 @@ def fernet() -> MultiFernet:
     try:
         from airflow.configuration import conf
     except ImportError:  # a worker with only the Task SDK
-        from airflow.sdk.configuration import conf
+        from airflow.sdk.configuration import conf  # type: ignore[no-redef]  # the Task SDK's, same interface
     key = (conf.get("core", "fernet_key", fallback="") or "").strip()
     try:
         if not key or "{" in key:
@@ -419,7 +419,7 @@ class BearerRefreshAuth(requests.auth.AuthBase):
         again._harvest_resent = True  # type: ignore[attr-defined]
         if self.on_resend:
             self.on_resend()
-        second = response.connection.send(again, **kwargs)  # type: ignore[attr-defined]
+        second = response.connection.send(again, **kwargs)
         second.history.append(response)
         second.request = again
         return second

@@ -16,13 +16,13 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import pandas as pd
 import psycopg
 
 from primetric_harvest import transform as rules_
-from primetric_harvest.db import connect, query
+from primetric_harvest.db import connect, one_row, query
 from primetric_harvest.harvest_api import HarvestResponseError
 from primetric_harvest.harvest_hook import HarvestHook
 from primetric_harvest.names import HARVEST_CONN_ID, PRIMETRIC_CONN_ID
@@ -72,12 +72,12 @@ def project_rules(conn: psycopg.Connection, project_id: int) -> dict:
             f"Primetric project {project_id} has no row in primetric.harvest_settings: "
             "link it (harvest_settings + harvest_project_links) before syncing"
         )
-    return dict(zip([c.name for c in cur.description], row, strict=True))
+    return dict(zip([c.name for c in cur.description or ()], row, strict=True))
 
 
 def _frame(conn: psycopg.Connection, statement, params: dict | None = None) -> pd.DataFrame:
     cur = conn.execute(statement, params or {})
-    return pd.DataFrame(cur.fetchall(), columns=[c.name for c in cur.description])
+    return pd.DataFrame(cur.fetchall(), columns=[c.name for c in cur.description or ()])
 
 
 def _native(frame: pd.DataFrame, columns: list[str]) -> Iterator[tuple]:
@@ -157,8 +157,8 @@ def entry_row(entry: object, where: str) -> tuple:
             f"Harvest sent a time entry without an integer 'id' ({str(entry)[:120]}); expected Harvest API v2 "
             f"time entry objects; {where}."
         )
-    user = entry.get("user") if isinstance(entry.get("user"), dict) else {}
-    project = entry.get("project") if isinstance(entry.get("project"), dict) else {}
+    user = given if isinstance(given := entry.get("user"), dict) else {}
+    project = given if isinstance(given := entry.get("project"), dict) else {}
     spent = entry.get("spent_date")
     return (
         entry["id"],
@@ -194,7 +194,7 @@ def extract(
     staging = Staging.for_run(project_id, run_id)
     with connect(primetric_conn_id) as conn:
         project = project_rules(conn, project_id)
-        extract_started_at = conn.execute(query("staging", "now")).fetchone()[0]
+        (extract_started_at,) = one_row(conn.execute(query("staging", "now")))
         plan = plan_sync(
             since=params.get("since"),
             clear_data=bool(params.get("clear_data")),
@@ -368,7 +368,7 @@ def load(
     inserted = updated = deleted = 0
     with connect(primetric_conn_id) as conn, conn.transaction():
         conn.execute(query("load", "lock_project"), p)
-        if not conn.execute(query("staging", "exists"), {"entries": staging.entries}).fetchone()[0]:
+        if not one_row(conn.execute(query("staging", "exists"), {"entries": staging.entries}))[0]:
             raise RuntimeError(f"staging tables of run {run_id!r} are gone: clear the run's extract task to re-fetch")
         row = conn.execute(query("load", "last_extract_started_at"), p).fetchone()
         last_loaded = row[0] if row else None
@@ -384,7 +384,7 @@ def load(
             project = project_rules(conn, project_id)
             conn.execute(query("load", "upsert_harvest_users", **names), {"account_id": account_id})
             conn.execute(query("load", "create_sync_assignments", **names), p)
-            inserted, updated = conn.execute(query("load", "upsert_worklogs", **names), p).fetchone()
+            inserted, updated = one_row(conn.execute(query("load", "upsert_worklogs", **names), p))
             if plan.prune:
                 deleted += conn.execute(
                     query("load", "prune_worklogs", **names),
@@ -398,7 +398,7 @@ def load(
         conn.execute(query("load", "delete_empty_sync_assignments"), p)
         high_water_mark = None
         if plan.advances_mark:
-            newest_updated_at = conn.execute(query("load", "fetched_high_water_mark", **names)).fetchone()[0]
+            (newest_updated_at,) = one_row(conn.execute(query("load", "fetched_high_water_mark", **names)))
             high_water_mark = new_high_water_mark(plan, extracted.harvest_time_at_start, newest_updated_at)
         loaded = Loaded(
             inserted=inserted, updated=updated, deleted=deleted, seconds=round(time.monotonic() - started, 3)
@@ -466,7 +466,7 @@ def report(project_id: int, *, account_id: str, primetric_conn_id: str = PRIMETR
                     **{c: [None if pd.isna(v) else v for v in missing[c]] for c in missing.columns},
                 },
             )
-        by_reason = dict(conn.execute(query("load", "skipped_by_reason"), p).fetchall())
+        by_reason: dict[str, int] = dict(conn.execute(query("load", "skipped_by_reason"), p).fetchall())
     for row in missing.itertuples():
         log.warning(
             "Missing teammate in project %s: %s <%s> (Harvest user %s) — %s: %d entries, %s h, %s to %s",
@@ -505,7 +505,7 @@ def report(project_id: int, *, account_id: str, primetric_conn_id: str = PRIMETR
                 first_work_date=None if pd.isna(row.first_work_date) else row.first_work_date,
                 last_work_date=None if pd.isna(row.last_work_date) else row.last_work_date,
             )
-            for row in missing.itertuples()
+            for row in cast("Iterable[Any]", missing.itertuples())  # a frame's rows are not typed by column
         ),
         seconds=round(time.monotonic() - started, 3),
     )

@@ -13,7 +13,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypedDict
 
 # Re-read a little before the high-water mark: clock skew and entries committed in the same second.
 DEFAULT_OVERLAP = dt.timedelta(minutes=10)
@@ -120,8 +120,8 @@ class Listing:
     running_only: bool = False
 
     def filters(self) -> dict[str, str]:
-        out = {"from": self.from_date, "to": self.to_date, "updated_since": self.updated_since}
-        out = {k: v.isoformat() for k, v in out.items() if v is not None}
+        bounds = {"from": self.from_date, "to": self.to_date, "updated_since": self.updated_since}
+        out = {k: v.isoformat() for k, v in bounds.items() if v is not None}
         if self.running_only:
             out["is_running"] = "true"
         return out
@@ -144,6 +144,14 @@ class SyncPlan:
     @property
     def fetches(self) -> bool:
         return bool(self.listings)
+
+
+class _Complete(TypedDict):
+    """The flags of a plan whose listings re-list everything from sync_since."""
+
+    prune: bool
+    advances_mark: bool
+    full_reconcile: bool
 
 
 def parse_since(value: object) -> dt.date | None:
@@ -183,13 +191,13 @@ def plan_sync(
         if since_date:
             raise InvalidSyncRequest("clear_data and since cannot be combined: clear first, then reset from a date")
         return SyncPlan(mode=CLEAR, prune=True, new_sync_since=sync_since, clears_data=True)
-    everything = {"prune": True, "advances_mark": True, "full_reconcile": True}  # a complete re-list
+    everything = _Complete(prune=True, advances_mark=True, full_reconcile=True)  # a complete re-list
     if since_date:
         return SyncPlan(mode=RESET, listings=(Listing(since_date),), new_sync_since=since_date, **everything)
     start = sync_since or project_start  # nothing before it is ever synced
     if backfill:
         first, last = max(backfill[0], start) if start else backfill[0], backfill[1]
-        listings = (Listing(first, last),) if first <= last else ()
+        listings: tuple[Listing, ...] = (Listing(first, last),) if first <= last else ()
         return SyncPlan(
             mode=BACKFILL,
             listings=listings,
@@ -211,12 +219,12 @@ def plan_sync(
     window_from = today - dt.timedelta(days=window_days)
     if start and start > window_from:
         window_from = start
-    listings = [Listing(window_from)]  # in full: running timers and deletes in the window show up
+    listings = (Listing(window_from),)  # in full: running timers and deletes in the window show up
     if start is None or start < window_from:
-        listings.append(Listing(start, window_from - dt.timedelta(days=1), changed_since))
+        listings += (Listing(start, window_from - dt.timedelta(days=1), changed_since),)
     return SyncPlan(
         mode=INCREMENTAL,
-        listings=tuple(listings),
+        listings=listings,
         prune=True,
         prune_from=window_from,
         new_sync_since=sync_since,

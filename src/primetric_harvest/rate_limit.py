@@ -6,7 +6,7 @@ import time
 
 import psycopg
 
-from primetric_harvest.db import query
+from primetric_harvest.db import one_row, query
 
 BURST = 2
 
@@ -36,7 +36,7 @@ class PostgresRateLimiter:
         self.waited = 0.0
 
     def acquire(self) -> None:
-        wait = self.conn.execute(query("rate_limit", "reserve"), self.params).fetchone()[0]
+        (wait,) = one_row(self.conn.execute(query("rate_limit", "reserve"), self.params))
         if wait > 0:
             self.waited += wait
             self.sleep(wait)

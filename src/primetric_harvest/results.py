@@ -9,11 +9,13 @@ step's result by string key.
 from __future__ import annotations
 
 import datetime as dt
-import functools
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from primetric_harvest.plan import SyncPlan
+
+if TYPE_CHECKING:
+    from pydantic import TypeAdapter
 
 T = TypeVar("T")
 
@@ -133,11 +135,16 @@ class RunSummary:
         )
 
 
-@functools.cache
-def _adapter(cls: type) -> Any:
-    from pydantic import TypeAdapter
+_ADAPTERS: dict[type, TypeAdapter[Any]] = {}
 
-    return TypeAdapter(cls)
+
+def _adapter(cls: type[T]) -> TypeAdapter[T]:
+    """pydantic's (de)serializer of ``cls``, built once per class (pydantic is imported when first needed)."""
+    if cls not in _ADAPTERS:
+        from pydantic import TypeAdapter
+
+        _ADAPTERS[cls] = TypeAdapter(cls)
+    return _ADAPTERS[cls]
 
 
 def to_xcom(value: Any) -> Any:

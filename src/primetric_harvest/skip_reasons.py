@@ -61,17 +61,14 @@ class SkipReason(StrEnum):
         return self in MISSING_TEAMMATE_REASONS
 
     @classmethod
-    def find(cls, code: str) -> SkipReason | None:
+    def from_code(cls, code: str) -> SkipReason | None:
         """The reason of a stored code; None for a code this version does not know."""
-        try:
-            return cls(code)
-        except ValueError:
-            return None
+        return next((reason for reason in cls if reason.value == code), None)
 
     @classmethod
     def describe(cls, code: str) -> str:
         """The manager-facing sentence of a stored code (an unknown code is shown as is)."""
-        reason = cls.find(code)
+        reason = cls.from_code(code)
         return reason.text if reason else code
 
 

@@ -193,12 +193,12 @@ def _lacks(user: Any, action: str, dag_id: str | None) -> str:
     """What ``user`` lacks to ``action`` the DAG ``dag_id``, in the auth manager's own terms."""
     manager = _auth_manager()
     if _is_simple(manager):
-        needed = "viewer" if action == VIEW else "user"
-        return f"the Airflow role {needed} or higher (it has {_simple_role(user) or 'no role'})"
+        role = "viewer" if action == VIEW else "user"
+        return f"the Airflow role {role} or higher (it has {_simple_role(user) or 'no role'})"
     if _is_fab(manager):
         dag = f"{FAB_DAG_PREFIX}{dag_id}" if dag_id else FAB_DAGS
         either = FAB_DAGS if dag_id else None
-        needed = {
+        needed: list[tuple[str, str, str | None]] = {
             VIEW: [("GET", dag, either)],
             OPERATE: [("GET", dag, either), ("PUT", dag, either), ("POST", FAB_DAG_RUNS, None)],
             SET_UP: [("PUT", dag, either)],
