@@ -10,6 +10,8 @@ from primetric_harvest import fab_roles
 from primetric_harvest.fab_roles import FAB_AUTH_MANAGER, GrantError, grant_project_manager, project_manager_permissions
 from primetric_harvest.names import project_manager_role
 
+pytestmark = pytest.mark.airflow
+
 
 @pytest.fixture(scope="module")
 def security_manager():

@@ -94,6 +94,7 @@ def assert_refused(answer: requests.Response, *missing: str) -> None:
 
 
 # --------------------------------------------------------------------------------------------------------------
+@pytest.mark.airflow
 def test_the_grant_script_gives_one_projects_role_and_nothing_more(fab):
     server, granted = fab
     role = project_manager_role(APOLLO)
@@ -109,6 +110,7 @@ def test_the_grant_script_gives_one_projects_role_and_nothing_more(fab):
     assert f"apollo: role '{role}' already held" in again and "permission(s) added" not in again, again
 
 
+@pytest.mark.airflow
 def test_the_rest_api_follows_the_roles(fab):
     server, _ = fab
     for user in USERS:
@@ -134,6 +136,7 @@ def test_the_rest_api_follows_the_roles(fab):
                 assert run_count(server, dag) == before
 
 
+@pytest.mark.airflow
 def test_the_harvest_sync_pages_endpoints_follow_the_roles(fab):
     server, _ = fab
     base = f"{server.url}/harvest"
@@ -176,6 +179,7 @@ def test_the_harvest_sync_pages_endpoints_follow_the_roles(fab):
                 assert run_count(server, dag) == before, (user, dag)
 
 
+@pytest.mark.airflow
 def test_only_the_admin_reaches_the_install_page(fab):
     server, _ = fab
     page = f"{server.url}/harvest-install/"
@@ -192,6 +196,7 @@ def test_only_the_admin_reaches_the_install_page(fab):
     not (shutil.which("chromium") or os.path.exists("/usr/bin/chromium")),
     reason="Debian chromium is not installed: make browser",
 )
+@pytest.mark.browser
 def test_each_user_in_the_airflow_ui(fab):
     """Sign in through FAB's login form, open Harvest sync from Airflow's navigation, act as allowed."""
     server, _ = fab
@@ -264,6 +269,7 @@ def test_each_user_in_the_airflow_ui(fab):
                 raise
 
 
+@pytest.mark.airflow
 def test_the_refusals_hold_no_secret(fab):
     server, _ = fab
     secrets_ = json.loads((server.home / "local-secrets.json").read_text())

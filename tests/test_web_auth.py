@@ -19,6 +19,8 @@ from primetric_harvest.fab_roles import project_manager_permissions
 from primetric_harvest.names import dag_id
 from primetric_harvest.web_auth import OPERATE, SET_UP, VIEW, is_admin, may, require
 
+pytestmark = pytest.mark.airflow
+
 APOLLO, ZEPHYR = dag_id(1), dag_id(2)
 
 
