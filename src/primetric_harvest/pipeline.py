@@ -342,7 +342,7 @@ def transform(
                 },
             )
             while rows := reader.fetchmany(TRANSFORM_CHUNK_ROWS):
-                entries = pd.DataFrame(rows, columns=rules_.ENTRY_COLUMNS)
+                entries = rules_.entries_frame(rows)
                 result = rules_.plan_work_logs(entries, users, employees, assignments, rules, linked)
                 writing = time.monotonic()
                 worklogs += _copy(

@@ -86,6 +86,21 @@ def normalize_email(emails: pd.Series) -> pd.Series:
     return emails.astype("string").str.strip().str.lower()
 
 
+ID_COLUMNS = ("harvest_time_entry_id", "harvest_project_id", "harvest_user_id")
+
+
+def entries_frame(rows: list[tuple]) -> pd.DataFrame:
+    """Staged entries (tuples in ``ENTRY_COLUMNS`` order) as a frame whose ids are exact nullable integers: a
+    record without an id must not turn the others' ids into floats (which round ids above 2**53)."""
+    columns = list(zip(*rows, strict=True)) if rows else [()] * len(ENTRY_COLUMNS)
+    return pd.DataFrame(
+        {
+            name: pd.array(values, dtype="Int64") if name in ID_COLUMNS else pd.Series(values, dtype="object")
+            for name, values in zip(ENTRY_COLUMNS, columns, strict=True)
+        }
+    )
+
+
 def empty_frame(columns: list[str]) -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series(dtype="object") for c in columns})
 
@@ -94,7 +109,8 @@ def _skip(entries: pd.DataFrame, reason: SkipReason, detail: pd.Series | str | N
     out = entries.reindex(columns=[c for c in SKIPPED_COLUMNS if c in entries.columns]).copy()
     out["reason"] = reason.value  # the plain code: database drivers may write an enum by its name
     out["detail"] = reason.text if detail is None else detail
-    return out.reindex(columns=SKIPPED_COLUMNS)
+    out = out.reindex(columns=SKIPPED_COLUMNS)
+    return out.astype({c: "Int64" for c in ID_COLUMNS if c in out.columns})
 
 
 MAX_HOURS_DECIMALS = 1000  # PostgreSQL's numeric holds 16383 decimal places; no clock needs more than a few
