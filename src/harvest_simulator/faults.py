@@ -347,7 +347,6 @@ class Faults:
                 _set_path(entry, key, _MISSING)
         return status, payload, headers
 
-
     def _do_raw_records(self, o: dict, handler: Any, req: Any) -> tuple[int, Any, dict]:
         status, payload, headers = self._answer(req)
         key = str(o["key"])
