@@ -263,7 +263,6 @@ EMPLOYEES = [
 @dataclass
 class Fuzz:
     world: World
-    runs: int = 0
     outcomes: collections.Counter = field(default_factory=collections.Counter)
 
     def reset(self, employees: list[tuple[int, str, str]] = EMPLOYEES) -> None:
