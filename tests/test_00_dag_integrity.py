@@ -23,7 +23,7 @@ def test_dag_file_parses_one_dag_per_enabled_project(linked, dagbag):
     assert [t.task_id for t in dag.topological_sort()] == ["extract", "transform", "load", "report"]
     assert all(t.retries >= 1 for t in dag.tasks)
     assert dag.get_task("extract").pool == "harvest_api"
-    assert set(dag.params) == {"since", "clear_data"}
+    assert set(dag.params) == {"since", "clear_data", "confirm_project_name"}
 
 
 def test_linking_a_project_makes_its_dag_appear_at_the_next_parse(linked, dagbag):

@@ -236,7 +236,7 @@ def test_clear_data_starts_clean_and_keeps_hand_made_rows(team):
     team.sync(1)
     assert len(team.worklogs(1)) == 2
     assert team.sql("SELECT count(*) FROM harvest_sync.skipped_entries")[0][0] == 1
-    team.sync(1, clear_data=True)
+    team.sync(1, clear_data=True, confirm_project_name="Project 1")
     assert team.worklogs(1) == []
     assert team.sql("SELECT count(*) FROM harvest_sync.skipped_entries")[0][0] == 0
     assert team.sql("SELECT high_water_mark FROM harvest_sync.sync_state") == [(None,)]

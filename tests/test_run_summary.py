@@ -61,6 +61,9 @@ def test_a_run_ends_with_a_summary_in_the_log_and_as_xcom(apollo, airflow_db, da
         "missing_teammates": 1,
         "harvest_requests": stats["requests"],
         "harvest_429s": stats["status_429"],
+        "previous_versions_kept": 0,
+        "texts_altered": 0,
+        "unidentified_records": 0,
     }
     assert stats["status_429"] == 2
     assert set(summary["seconds"]) == {"extract", "transform", "load", "report"}

@@ -166,7 +166,7 @@ def test_clear_data_deletes_synced_work_logs_and_sync_assignments_only(apollo):
     apollo.entry("sam", 101, "2026-02-01", 1)
     apollo.sync(1)
     assert len(apollo.worklogs(1)) == 2 and len(apollo.assignments(1)) == 2
-    apollo.sync(1, clear_data=True)
+    apollo.sync(1, clear_data=True, confirm_project_name="Project 1")
     assert apollo.worklogs(1) == []
     assert apollo.assignments(1) == [(1, D(2026, 1, 1), None, False)]
     assert apollo.sql("SELECT count(*) FROM primetric.worklogs")[0][0] == 1

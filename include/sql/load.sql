@@ -12,6 +12,9 @@ DELETE FROM primetric.worklogs WHERE project_id = %(project_id)s AND harvest_tim
 -- name: clear_skipped
 DELETE FROM harvest_sync.skipped_entries WHERE project_id = %(project_id)s;
 
+-- name: clear_text_changes
+DELETE FROM harvest_sync.entry_text_changes WHERE project_id = %(project_id)s;
+
 -- name: upsert_harvest_users
 INSERT INTO harvest_sync.harvest_users AS h (account_id, id, email, first_name, last_name, is_active)
 SELECT %(account_id)s, harvest_user_id, email, first_name, last_name, is_active FROM {users}
@@ -71,11 +74,19 @@ WHERE w.project_id = %(project_id)s AND w.harvest_time_entry_id IS NOT NULL
 -- name: last_extract_started_at
 SELECT last_extract_started_at FROM harvest_sync.sync_state WHERE project_id = %(project_id)s;
 
--- An entry that can no longer land (its person left the project, its hours became invalid…)
--- leaves the work logs; it is kept in skipped_entries with the reason instead.
+-- An entry whose person can no longer be matched (a missing teammate: e-mail changed, assignment lost)
+-- leaves the work logs; it is kept in skipped_entries with the reason instead. A version of an entry we
+-- cannot use (unreadable, a bad date or hours…) is kept aside while its work log stays as it was:
+-- removing_reasons lists the reasons that remove (SkipReason.removes_work_log).
 -- name: delete_worklogs_now_skipped
 DELETE FROM primetric.worklogs w USING {skipped} s
-WHERE w.harvest_time_entry_id = s.harvest_time_entry_id AND w.project_id = %(project_id)s;
+WHERE w.harvest_time_entry_id = s.harvest_time_entry_id AND w.project_id = %(project_id)s
+  AND s.reason = ANY(%(removing_reasons)s::text[]);
+
+-- Entries kept aside this run whose work log keeps its last readable version (in any project).
+-- name: previous_versions_kept
+SELECT count(*) FROM {skipped} s JOIN primetric.worklogs w ON w.harvest_time_entry_id = s.harvest_time_entry_id
+WHERE NOT s.reason = ANY(%(removing_reasons)s::text[]);
 
 -- What this run kept aside replaces what the project had kept aside; unchanged rows are not rewritten.
 -- name: drop_unskipped
@@ -104,6 +115,27 @@ WHERE (k.project_id, k.harvest_project_id, k.harvest_user_id, k.spent_date, k.ho
 -- name: unskip_landed
 DELETE FROM harvest_sync.skipped_entries k USING {worklogs} w
 WHERE k.harvest_time_entry_id = w.harvest_time_entry_id;
+
+-- What this run fetched replaces the detail of text it had to alter (see entry_text_changes); an entry
+-- neither synced nor kept aside any more has none.
+-- name: drop_text_changes
+DELETE FROM harvest_sync.entry_text_changes c
+WHERE (c.project_id = %(project_id)s
+       AND NOT EXISTS (SELECT 1 FROM primetric.worklogs w WHERE w.harvest_time_entry_id = c.harvest_time_entry_id)
+       AND NOT EXISTS (SELECT 1 FROM harvest_sync.skipped_entries k
+                       WHERE k.harvest_time_entry_id = c.harvest_time_entry_id))
+   OR EXISTS (SELECT 1 FROM {entries} e
+              WHERE e.harvest_time_entry_id = c.harvest_time_entry_id AND e.removed_characters IS NULL);
+
+-- name: upsert_text_changes
+INSERT INTO harvest_sync.entry_text_changes AS c (harvest_time_entry_id, project_id, detail)
+SELECT DISTINCT ON (harvest_time_entry_id) harvest_time_entry_id, %(project_id)s, removed_characters
+FROM {entries}
+WHERE harvest_time_entry_id IS NOT NULL AND removed_characters IS NOT NULL
+ORDER BY harvest_time_entry_id, updated_at DESC NULLS LAST
+ON CONFLICT (harvest_time_entry_id) DO UPDATE
+SET project_id = excluded.project_id, detail = excluded.detail, noted_at = now()
+WHERE (c.project_id, c.detail) IS DISTINCT FROM (excluded.project_id, excluded.detail);
 
 -- name: sync_assignment_work_spans
 SELECT a.id AS assignment_id, min(w.work_date) AS first_work_date, max(w.work_date) AS last_work_date

@@ -1,8 +1,10 @@
 -- Run-scoped staging tables: UNLOGGED (no WAL; rebuilt by a re-run) and dropped by the load.
 -- name: create
 DROP TABLE IF EXISTS {entries}, {users}, {worklogs}, {skipped};
+-- One row per record Harvest listed, values as sent (primetric_harvest.records.entry_row): NULL id for a record
+-- that names no entry; `unreadable` says what could not be read, `removed_characters` what text lost.
 CREATE UNLOGGED TABLE {entries} (
-    harvest_time_entry_id bigint NOT NULL,
+    harvest_time_entry_id bigint,
     harvest_project_id    bigint,
     harvest_user_id       bigint,
     harvest_user_name     text,
@@ -10,7 +12,9 @@ CREATE UNLOGGED TABLE {entries} (
     hours                 text,
     notes                 text,
     is_running            boolean,
-    updated_at            timestamptz
+    updated_at            timestamptz,
+    unreadable            text,
+    removed_characters    text
 );
 CREATE UNLOGGED TABLE {users} (
     harvest_user_id bigint PRIMARY KEY,
@@ -30,7 +34,7 @@ CREATE UNLOGGED TABLE {worklogs} (
     harvest_user_id       bigint
 );
 CREATE UNLOGGED TABLE {skipped} (
-    harvest_time_entry_id bigint PRIMARY KEY,
+    harvest_time_entry_id bigint UNIQUE,   -- NULL: a record that names no entry (several may)
     harvest_project_id    bigint,
     harvest_user_id       bigint,
     spent_date            text,
@@ -66,27 +70,35 @@ SELECT to_regclass(%(entries)s) IS NOT NULL;
 SELECT harvest_user_id, email, first_name, last_name FROM {users};
 
 -- The transform's input: each staged entry once (the newest copy, should paging have shown it
--- twice); the entries kept aside earlier that this run did not fetch again; and the synced work
--- logs of people whose match changed (a new e-mail, a lost assignment), to be judged again. What
--- lies in the run's prune window and was not fetched is gone from Harvest: it is not re-examined.
+-- twice) and each record that names no entry; the entries kept aside earlier that this run did not
+-- fetch again (an unreadable one stays unreadable: its detail says why); and the synced work logs of
+-- people whose match changed (a new e-mail, a lost assignment), to be judged again. What lies in the
+-- run's prune window and was not fetched is gone from Harvest: it is not re-examined.
 -- name: transform_input
 SELECT harvest_time_entry_id, harvest_project_id, harvest_user_id, harvest_user_name, spent_date, hours,
-       notes, is_running, updated_at
+       notes, is_running, updated_at, unreadable, removed_characters
 FROM (
     SELECT DISTINCT ON (harvest_time_entry_id) *
     FROM {entries}
+    WHERE harvest_time_entry_id IS NOT NULL
     ORDER BY harvest_time_entry_id, updated_at DESC NULLS LAST
 ) fetched
 UNION ALL
+SELECT harvest_time_entry_id, harvest_project_id, harvest_user_id, harvest_user_name, spent_date, hours,
+       notes, is_running, updated_at, unreadable, removed_characters
+FROM {entries}
+WHERE harvest_time_entry_id IS NULL
+UNION ALL
 SELECT s.harvest_time_entry_id, s.harvest_project_id, s.harvest_user_id, NULL, s.spent_date, s.hours,
-       s.notes, false, s.updated_at
+       s.notes, false, s.updated_at, CASE WHEN s.reason = %(unreadable_reason)s THEN s.detail END, NULL
 FROM harvest_sync.skipped_entries s
 WHERE s.project_id = %(project_id)s
+  AND s.harvest_time_entry_id IS NOT NULL
   AND NOT EXISTS (SELECT 1 FROM {entries} e WHERE e.harvest_time_entry_id = s.harvest_time_entry_id)
   AND (NOT %(prune)s OR s.spent_date < %(prune_from)s::text OR s.spent_date > %(prune_to)s::text)
 UNION ALL
 SELECT w.harvest_time_entry_id, w.harvest_project_id, w.harvest_user_id, NULL, w.work_date::text, w.hours::text,
-       w.description, false, NULL
+       w.description, false, NULL, NULL, NULL
 FROM primetric.worklogs w
 WHERE w.project_id = %(project_id)s
   AND w.harvest_user_id = ANY(%(recheck_users)s::bigint[])
@@ -99,7 +111,7 @@ SELECT clock_timestamp();
 
 -- name: copy_entries
 COPY {entries} (harvest_time_entry_id, harvest_project_id, harvest_user_id, harvest_user_name, spent_date, hours,
-                notes, is_running, updated_at) FROM STDIN;
+                notes, is_running, updated_at, unreadable, removed_characters) FROM STDIN;
 
 -- name: copy_users
 COPY {users} (harvest_user_id, email, first_name, last_name, is_active) FROM STDIN;
@@ -111,3 +123,7 @@ COPY {worklogs} (harvest_time_entry_id, employee_id, assignment_id, work_date, h
 -- name: copy_skipped
 COPY {skipped} (harvest_time_entry_id, harvest_project_id, harvest_user_id, spent_date, hours, notes,
                 updated_at, reason, detail) FROM STDIN;
+
+-- Records that name no entry: the run cannot tell which work log such a record is a version of.
+-- name: unidentified
+SELECT count(*) FROM {entries} WHERE harvest_time_entry_id IS NULL;

@@ -163,9 +163,17 @@ def authorize(
     mask(client_secret)
     if not client_id or not client_secret:
         return _error(request, "Enter both the Client ID and the Client secret Harvest shows for your application.")
+    for label, value in (("Client ID", client_id), ("Client secret", client_secret)):
+        if not install.looks_like_credential(value):
+            return _error(
+                request,
+                f"The {label} holds a space or a character Harvest's {label}s never have: copy it again from "
+                "id.getharvest.com/developers (the whole value, nothing around it).",
+            )
+    api_url, id_url = api_url.strip(), id_url.strip()
     for label, url in (("Harvest API URL", api_url), ("Harvest ID URL", id_url)):
-        if not url.startswith(("https://", "http://")):
-            return _error(request, f"{label} must be an http(s) URL, not {url!r}.")
+        if not install.is_http_url(url):
+            return _error(request, f"{label} must be an http(s) URL with a host, not {url[:200]!r}.")
     state = install.new_state()
     target = install.authorization_url(client_id, redirect_uri(request), state, id_url.strip().rstrip("/"))
     response = RedirectResponse(target, status_code=303)

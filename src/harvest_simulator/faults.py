@@ -43,6 +43,11 @@ Modes and their options:
   sort before everything served (the entries slide to later pages), ``insert`` adds the given
   entries (``SimulatorState.add_entry`` keyword arguments), ``delete_ids`` deletes those ids;
   from Python, ``action(sim, request, payload)`` does anything else.
+- ``raw_records``: answer normally, with ``records`` (any JSON values, exactly as given) added to the
+  response's ``key`` list (``time_entries`` by default, or ``users``), or in its place with ``replace``;
+  ``total_entries`` follows. The body is written as it is: a string holding a lone surrogate goes out as
+  its JSON escape (``"\\ud800"``), U+0000 as ``"\\u0000"``, other text as raw UTF-8. Fuzz tests serve
+  what Harvest could send this way.
 - ``bad_records``: answer with some time entries of the page damaged: ``records`` is a list of
   ``{"id": <entry id> | "index": <position in the page>, "set": {"hours": null, "user.id": 999},
   "unset": ["spent_date"]}`` (dotted keys reach nested objects).
@@ -75,6 +80,7 @@ MODES: dict[str, dict[str, Any]] = {
     "shape": {"body": {"data": []}},
     "page_shift": {"delete_served": 0, "insert_newest": 0, "insert": (), "delete_ids": (), "action": None},
     "bad_records": {"records": ()},
+    "raw_records": {"records": (), "key": "time_entries", "replace": False},
 }
 
 HTML_ERROR_PAGE = (
@@ -341,8 +347,24 @@ class Faults:
                 _set_path(entry, key, _MISSING)
         return status, payload, headers
 
+    def _do_raw_records(self, o: dict, handler: Any, req: Any) -> tuple[int, Any, dict]:
+        status, payload, headers = self._answer(req)
+        key = str(o["key"])
+        if status != 200 or not isinstance(payload, dict) or not isinstance(payload.get(key), list):
+            return status, payload, headers
+        payload[key] = [*([] if o["replace"] else payload[key]), *o["records"]]
+        if isinstance(payload.get("total_entries"), int):
+            payload["total_entries"] = len(payload[key])
+        return status, raw_json(payload), headers
+
 
 # -- helpers ---------------------------------------------------------------------------------------
+def raw_json(value: Any) -> bytes:
+    """``value`` as a JSON body, its strings as given: a lone surrogate (which UTF-8 cannot encode) becomes its
+    JSON escape, exactly the text Harvest would have to send to mean it; floats as Python writes them."""
+    return json.dumps(value, ensure_ascii=False, allow_nan=True).encode("utf-8", "backslashreplace")
+
+
 def _encode(payload: Any) -> bytes:
     return payload if isinstance(payload, bytes) else json.dumps(payload, separators=(",", ":")).encode()
 

@@ -16,6 +16,7 @@ from primetric_harvest.names import (
     worklogs_asset,
 )
 from primetric_harvest.notify import FailureAlert
+from primetric_harvest.plan import CLEAR_DATA, CONFIRM_PROJECT_NAME, SINCE
 from primetric_harvest.registry import LinkedProject, linked_projects
 from primetric_harvest.results import Extracted, Loaded, Transformed, from_xcom, to_xcom
 from primetric_harvest.tasks import SyncRun
@@ -35,16 +36,59 @@ project **{name}**, matching people by e-mail. Runs daily, incrementally (entrie
 last run). People Harvest knows but Primetric does not are listed in `primetric.missing_teammates`
 and named in the `report` task's log.
 
-**Trigger with config**
-- `since` (YYYY-MM-DD): *reset and sync* — replaces this project's synced work logs with every
-  Harvest entry from that date on, and makes it the project's sync start.
-- `clear_data` (true): deletes this project's synced work logs and stops. Hand-made work logs and
-  assignments are never touched.
+**Trigger with config** (only these keys, spelled exactly; anything else is refused)
+- `since` (YYYY-MM-DD, up to today): *reset and sync* — replaces this project's synced work logs with
+  every Harvest entry from that date on, and makes it the project's sync start.
+- `clear_data` (true) with `confirm_project_name` = **{name}**: deletes this project's synced work
+  logs, the assignments the sync created that hold none, the entries kept aside and the sync's
+  high-water mark. Hand-made work logs and assignments are never touched. The next daily run syncs
+  everything again from the sync start, unless the project's sync is switched off
+  (`primetric.harvest_settings.enabled`) or the DAG paused.
+- `since` and `clear_data` cannot be combined, and a backfill takes neither (it replaces exactly
+  the dates of its runs).
 
 Tasks: `extract` (Harvest → staging, in pool `{pool}`), `transform` (e-mail matching, assignment
 rules), `load` (one transaction), `report` (missing teammates). Connections: `{harvest_conn}`,
 `{primetric_conn}`.
 """
+
+
+def _literal(text: str) -> str:
+    """``text`` as a regular expression matching itself, in the syntax Python and ECMAScript share."""
+    return "".join("\\" + c if c in "\\^$.|?*+()[]{}/" else c for c in text)
+
+
+def trigger_form(project_name: str) -> dict[str, Param]:
+    """The trigger form (and the REST API's conf): what Airflow's Param JSON schemas can refuse before the run is
+    created. Each Param is checked on its own, so "since and clear_data together", unknown keys and "since after
+    Harvest's today" are refused by the run itself, at once, in its extract (plan.parse_sync_request)."""
+    return {
+        SINCE: Param(
+            None,
+            type=["null", "string"],
+            format="date",
+            title="Reset and sync from (YYYY-MM-DD)",
+            description="Optional, up to today. Replaces this project's synced work logs with Harvest's entries "
+            "from this date on, and makes it the project's sync start. Not together with Clear data.",
+        ),
+        CLEAR_DATA: Param(
+            False,
+            type="boolean",
+            title="Clear data",
+            description="Deletes this project's synced work logs, the assignments the sync created for them, the "
+            "entries kept aside and the sync's high-water mark; hand-made rows stay. The next daily run syncs "
+            "everything again, unless the project's sync is switched off. Needs the project's name below.",
+        ),
+        CONFIRM_PROJECT_NAME: Param(
+            None,
+            # Empty, or the project's name (a misspelt confirmation is refused before the run exists). A pattern,
+            # not an enum: the form would offer an enum's values in a list, and the name must be typed.
+            type=["null", "string"],
+            pattern=f"^(\\s*{_literal(project_name.strip())}\\s*)?$",
+            title=f"Confirm Clear data: type {project_name}",
+            description=f"Only with Clear data: type the project's name, {project_name}, to confirm the deletion.",
+        ),
+    }
 
 
 def build_dag(project: LinkedProject) -> DAG:
@@ -66,22 +110,7 @@ def build_dag(project: LinkedProject) -> DAG:
             primetric_conn=PRIMETRIC_CONN_ID,
             harvest=", ".join(map(str, project.harvest_project_ids)) or "none yet",
         ),
-        params={
-            "since": Param(
-                None,
-                type=["null", "string"],
-                format="date",
-                title="Reset and sync from (YYYY-MM-DD)",
-                description="Optional. YYYY-MM-DD: replace this project's work logs with Harvest's "
-                "entries from this date on.",
-            ),
-            "clear_data": Param(
-                False,
-                type="boolean",
-                title="Clear data",
-                description="Delete this project's synced work logs and stop.",
-            ),
-        },
+        params=trigger_form(project.name),
     ) as dag:
         # Each task is one call into tasks.py (imported when the task runs: the parse stays light); the typed
         # results travel as XCom (results.to_xcom / from_xcom).

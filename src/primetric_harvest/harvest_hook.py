@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import email.utils
+import json
 import logging
 import time
 import urllib.parse
@@ -326,6 +327,8 @@ class HarvestHook(BaseHook):
             # msgspec decodes a 2000-entry page ~4x faster than the json module, into the same dicts/lists.
             body = msgspec.json.decode(response.content)
         except (msgspec.DecodeError, ValueError):
+            body = _json_lenient(response.content)
+        if body is _NOT_JSON:
             raise _UnreadableBody(
                 f"answered with a body that is not JSON "
                 f"(content-type {response.headers.get('Content-Type')!r}, {len(response.content)} bytes: "
@@ -503,6 +506,23 @@ def _entry_day(entry: object) -> dt.date | None:
         return dt.date.fromisoformat(spent) if isinstance(spent, str) and len(spent) == 10 else None
     except ValueError:
         return None
+
+
+_NOT_JSON = object()
+
+
+def _json_lenient(content: bytes) -> Any:
+    """Valid JSON that msgspec refuses: a lone surrogate escape ("\\ud800"), a number beyond a double (1e400),
+    an integer of thousands of digits. One odd record must not make the whole page unreadable: the json module
+    reads them (1e400 as inf, a huge integer as a float); the record is then judged like any other."""
+
+    def integer(digits: str) -> int | float:
+        return int(digits) if len(digits) <= 4000 else float(digits)
+
+    try:
+        return json.loads(content.decode("utf-8"), parse_int=integer)
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+        return _NOT_JSON
 
 
 def _http_date(value: str | None) -> dt.datetime | None:

@@ -288,7 +288,25 @@ def summary_line(project_id: int, summary: RunSummary) -> str:
         f"{summary.worklogs_deleted} deleted; skipped by reason: {skipped}; "
         f"{summary.missing_teammates} missing teammates; {summary.harvest_requests} Harvest requests, "
         f"{summary.harvest_429s} answered 429; seconds: {seconds}"
+        + "".join(f"; {part}" for part in _exactness_notes(summary))
     )
+
+
+def _exactness_notes(summary: RunSummary) -> list[str]:
+    """What the run could not take as Harvest sent it, and what it did instead (said only when it happened)."""
+    notes = []
+    if summary.previous_versions_kept:
+        notes.append(
+            f"{summary.previous_versions_kept} work logs keep their last readable version (Harvest's newer one "
+            "is kept aside)"
+        )
+    if summary.texts_altered:
+        notes.append(f"{summary.texts_altered} entries' text stored without characters PostgreSQL cannot store")
+    if summary.unidentified_records:
+        notes.append(
+            f"{summary.unidentified_records} records named no entry: no work log of a deleted entry was removed"
+        )
+    return notes
 
 
 def finish_run(

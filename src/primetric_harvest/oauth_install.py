@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
 import secrets
 from dataclasses import dataclass
 from typing import Any
@@ -154,14 +155,42 @@ def check_administrator(
         raise HarvestOAuthError(str(exc)) from None
 
 
+_CREDENTIAL = re.compile(r"[\x21-\x7e]+")  # printable ASCII, no space: Harvest's ids, secrets and codes
+
+
+def looks_like_credential(value: str) -> bool:
+    """Whether a typed or pasted client id, secret or authorization code could be one (spaces inside, control
+    characters or non-ASCII letters come from a bad copy)."""
+    return bool(_CREDENTIAL.fullmatch(value))
+
+
+def is_http_url(url: str) -> bool:
+    """An http(s) URL with a host, nothing a browser or the requests library would choke on."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.netloc) and looks_like_credential(url)
+
+
 def parse_pasted(pasted: str, expected_state: str) -> str:
     """The code from a pasted redirect URL (its ``state`` checked) or a bare pasted code."""
     pasted = pasted.strip()
     if "://" not in pasted and "?" not in pasted:
         if not pasted:
             raise HarvestOAuthError("Nothing was pasted.")
+        if not looks_like_credential(pasted):
+            raise HarvestOAuthError(
+                "What was pasted is not an authorization code (it holds spaces or unusual characters): paste the "
+                "whole address Harvest sent the browser to."
+            )
         return pasted
-    params = parse_qs(urlsplit(pasted).query)
+    try:
+        params = parse_qs(urlsplit(pasted).query)
+    except ValueError:
+        raise HarvestOAuthError(
+            "What was pasted is not a URL (the address bar's text is needed, e.g. https://…/callback?code=…)."
+        ) from None
     if "error" in params:
         raise HarvestOAuthError(f"Harvest did not authorize: {params['error'][0]} ({_denied(params['error'][0])}).")
     if params.get("state", [None])[0] != expected_state:
@@ -169,6 +198,8 @@ def parse_pasted(pasted: str, expected_state: str) -> str:
     code = params.get("code", [None])[0]
     if not code:
         raise HarvestOAuthError("The pasted URL has no code= parameter.")
+    if not looks_like_credential(code):
+        raise HarvestOAuthError("The pasted URL's code= holds characters an authorization code never has.")
     return code
 
 

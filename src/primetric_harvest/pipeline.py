@@ -7,6 +7,7 @@ local file); only the small typed results of results.py travel as XCom.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -21,12 +22,12 @@ from typing import Any, cast
 import pandas as pd
 import psycopg
 
+from primetric_harvest import records
 from primetric_harvest import transform as rules_
 from primetric_harvest.db import connect, one_row, query
-from primetric_harvest.harvest_api import HarvestResponseError
 from primetric_harvest.harvest_hook import HarvestHook
 from primetric_harvest.names import HARVEST_CONN_ID, PRIMETRIC_CONN_ID
-from primetric_harvest.plan import new_high_water_mark, plan_sync, superseded
+from primetric_harvest.plan import SyncRequest, new_high_water_mark, parse_sync_request, plan_sync, superseded
 from primetric_harvest.rate_limit import PostgresRateLimiter
 from primetric_harvest.results import (
     Extracted,
@@ -133,71 +134,36 @@ def _prefetch(pages: Iterator[list], depth: int = 1) -> Iterator[list]:
 
 
 # -- extract -------------------------------------------------------------------------------------
-def _hours_text(value: object) -> str | None:
-    if value is None or isinstance(value, bool):
-        return None if value is None else str(value)
-    return repr(value) if isinstance(value, float) else str(value)
-
-
-def _timestamp(value: object) -> dt.datetime | None:
-    try:
-        return dt.datetime.fromisoformat(str(value)) if value else None
-    except ValueError:
-        return None
-
-
-def _int_or_none(value: object) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def entry_row(entry: object, where: str) -> tuple:
-    """One staged row per Harvest time entry, values kept as sent; only a missing id is fatal."""
-    if not isinstance(entry, dict) or _int_or_none(entry.get("id")) is None:
-        raise HarvestResponseError(
-            f"Harvest sent a time entry without an integer 'id' ({str(entry)[:120]}); expected Harvest API v2 "
-            f"time entry objects; {where}."
-        )
-    user = given if isinstance(given := entry.get("user"), dict) else {}
-    project = given if isinstance(given := entry.get("project"), dict) else {}
-    spent = entry.get("spent_date")
-    return (
-        entry["id"],
-        _int_or_none(project.get("id")),
-        _int_or_none(user.get("id")),
-        user.get("name"),
-        None if spent is None else str(spent),
-        _hours_text(entry.get("hours")),
-        entry.get("notes"),
-        bool(entry.get("is_running")),
-        _timestamp(entry.get("updated_at")),
-    )
-
-
-def user_row(user: dict) -> tuple:
-    return (user["id"], user.get("email"), user.get("first_name"), user.get("last_name"), user.get("is_active"))
-
-
 def extract(
     project_id: int,
     run_id: str,
     params: Mapping[str, Any],
     *,
     backfill: tuple[dt.date, dt.date] | None = None,
+    backfill_run: bool | None = None,
     harvest_conn_id: str = HARVEST_CONN_ID,
     primetric_conn_id: str = PRIMETRIC_CONN_ID,
 ) -> Extracted:
-    """Decide the run's plan; fetch its Harvest users and time entries into staging.
+    """Check what the run was asked, decide its plan, fetch its Harvest users and time entries into staging.
 
-    ``backfill``: the inclusive spent_date range of a backfill run's data interval.
+    ``params``: what the run was asked (the dag run's conf over the trigger form's values), checked by
+    :func:`plan.parse_sync_request` before anything is touched; ``backfill``: the inclusive spent_date range of
+    a backfill run's data interval; ``backfill_run``: an Airflow backfill run (default: ``backfill`` given).
     """
     started = time.monotonic()
     staging = Staging.for_run(project_id, run_id)
-    with connect(primetric_conn_id) as conn:
+    backfill_run = backfill is not None if backfill_run is None else backfill_run
+    with connect(primetric_conn_id) as conn, contextlib.ExitStack() as closing:
         project = project_rules(conn, project_id)
+
+        def checked(today: dt.date) -> SyncRequest:
+            return parse_sync_request(params, today=today, project_name=project["name"], backfill=backfill_run)
+
+        request = checked(dt.date.max)  # all but "not after today", which needs Harvest's clock (below)
         (extract_started_at,) = one_row(conn.execute(query("staging", "now")))
         plan = plan_sync(
-            since=params.get("since"),
-            clear_data=bool(params.get("clear_data")),
+            since=request.since,
+            clear_data=request.clear_data,
             sync_since=project["sync_since"],
             project_start=project["start_date"],
             high_water_mark=project["high_water_mark"],
@@ -207,6 +173,23 @@ def extract(
             last_full_reconcile_at=project["last_full_reconcile_at"],
             backfill=backfill,
         )
+        harvest_project_ids = tuple(int(h) for h in project["harvest_project_ids"])
+        hook = harvest_time_at_start = None
+        if plan.fetches:
+            if not harvest_project_ids:
+                raise ProjectNotLinked(
+                    f"Primetric project {project_id} has no Harvest project linked (primetric.harvest_project_links)"
+                )
+            where = f"Primetric project {project_id}"
+            limiter_conn = closing.enter_context(connect(primetric_conn_id, autocommit=True))
+            settings = HarvestHook.settings_for(harvest_conn_id)
+            limiter = PostgresRateLimiter(limiter_conn, settings.account_id, *settings.rate_limit)
+            hook = HarvestHook(harvest_conn_id, context=where, settings=settings, rate_limiter=limiter)
+            hook.require_administrator()
+            # Harvest's clock before the first listing: whatever changes after it, the next run sees.
+            harvest_time_at_start = hook.last_response_date
+            # A `since` after Harvest's today is refused here, before any table is touched.
+            checked((harvest_time_at_start or extract_started_at).astimezone(dt.UTC).date())
         for _, stale_run_id in conn.execute(query("staging", "stale"), {"project_id": project_id}).fetchall():
             stale = Staging.for_run(project_id, stale_run_id)
             conn.execute(query("staging", "drop", **stale.names()))
@@ -217,45 +200,29 @@ def extract(
             query("staging", "register"), {"entries": staging.entries, "project_id": project_id, "run_id": run_id}
         )
         conn.commit()
-        harvest_project_ids = tuple(int(h) for h in project["harvest_project_ids"])
-        if not plan.fetches:
+        if hook is None:
             log.info("%s: nothing to fetch from Harvest for project %s", plan.mode, project_id)
             return Extracted(plan=plan, harvest_project_ids=harvest_project_ids, extract_started_at=extract_started_at)
-        if not project["harvest_project_ids"]:
-            raise ProjectNotLinked(
-                f"Primetric project {project_id} has no Harvest project linked (primetric.harvest_project_links)"
-            )
 
-        where = f"Primetric project {project_id}"
-        limiter_conn = connect(primetric_conn_id, autocommit=True)
-        try:
-            settings = HarvestHook.settings_for(harvest_conn_id)
-            limiter = PostgresRateLimiter(limiter_conn, settings.account_id, *settings.rate_limit)
-            hook = HarvestHook(harvest_conn_id, context=where, settings=settings, rate_limiter=limiter)
-            hook.require_administrator()
-            # Harvest's clock before the first listing: whatever changes after it, the next run sees.
-            harvest_time_at_start = hook.last_response_date
-            entries_fetched = 0
-            with conn.cursor() as cur:
-                users_fetched = _copy(
-                    cur,
-                    query("staging", "copy_users", **staging.names()),
-                    (user_row(u) for page in hook.users() for u in page),
-                )
-                for harvest_project_id in harvest_project_ids:
-                    for listing in plan.listings:
-                        for page in _prefetch(hook.time_entries(project_id=harvest_project_id, **listing.filters())):
-                            entries_fetched += _copy(
-                                cur,
-                                query("staging", "copy_entries", **staging.names()),
-                                (entry_row(e, where) for e in page),
-                            )
-            # A token demoted while we listed would have seen part of the entries, silently: ask again.
-            hook.require_administrator()
-            conn.commit()
-            harvest = HarvestRequests(**hook.stats.as_dict())
-        finally:
-            limiter_conn.close()
+        entries_fetched = users_fetched = 0
+        read = RecordsRead()
+        with conn.cursor() as cur:
+            users_fetched = _copy(
+                cur,
+                query("staging", "copy_users", **staging.names()),
+                read.users(u for page in hook.users() for u in page),
+            )
+            for harvest_project_id in harvest_project_ids:
+                for listing in plan.listings:
+                    for page in _prefetch(hook.time_entries(project_id=harvest_project_id, **listing.filters())):
+                        entries_fetched += _copy(
+                            cur, query("staging", "copy_entries", **staging.names()), read.entries(page)
+                        )
+        # A token demoted while we listed would have seen part of the entries, silently: ask again.
+        hook.require_administrator()
+        conn.commit()
+        harvest = HarvestRequests(**hook.stats.as_dict())
+    read.log(project_id)
     log.info(
         "extract (%s): %d time entries and %d Harvest users fetched in %d requests",
         plan.mode,
@@ -271,8 +238,64 @@ def extract(
         entries_fetched=entries_fetched,
         users_fetched=users_fetched,
         harvest=harvest,
+        unidentified_records=read.unidentified,
+        texts_altered=read.texts_altered,
         seconds=round(time.monotonic() - started, 3),
     )
+
+
+@dataclass
+class RecordsRead:
+    """Staged rows of the records Harvest sent (primetric_harvest.records), and what reading them found."""
+
+    unidentified: int = 0  # time-entry records that name no entry
+    texts_altered: int = 0  # time-entry records whose text lost characters PostgreSQL cannot store
+    users_unusable: int = 0  # user records without an integer id (no entry can refer to them)
+    users_repeated: int = 0  # a user listed twice (paging under changes): the later record counts
+    emails_unusable: int = 0  # e-mails that are not text PostgreSQL can store: they match nobody
+
+    def entries(self, page: list) -> Iterator[tuple]:
+        for record in page:
+            row = records.entry_row(record)
+            self.unidentified += row[0] is None
+            self.texts_altered += row[-1] is not None
+            yield row
+
+    def users(self, listed: Iterable) -> list[tuple]:
+        rows: dict[int, tuple] = {}
+        for record in listed:
+            row = records.user_row(record)
+            if row is None:
+                self.users_unusable += 1
+                continue
+            self.users_repeated += row[0] in rows
+            self.emails_unusable += row[1] is None and record.get("email") is not None
+            rows[row[0]] = row
+        return list(rows.values())
+
+    def log(self, project_id: int) -> None:
+        if self.unidentified:
+            log.warning(
+                "project %s: %d time-entry records name no entry (no integer id): kept aside as unreadable_entry, "
+                "and this run deletes no work log of an entry Harvest no longer lists (any could be one of them)",
+                project_id,
+                self.unidentified,
+            )
+        if self.texts_altered:
+            log.warning(
+                "project %s: the text of %d time entries held characters PostgreSQL cannot store (U+0000, lone "
+                "surrogates): stored without them, each noted in harvest_sync.entry_text_changes",
+                project_id,
+                self.texts_altered,
+            )
+        if self.users_unusable or self.emails_unusable or self.users_repeated:
+            log.warning(
+                "Harvest users: %d records without an integer id (ignored: their entries show as "
+                "unknown_harvest_user), %d e-mails that are not storable text (they match nobody), %d listed twice",
+                self.users_unusable,
+                self.emails_unusable,
+                self.users_repeated,
+            )
 
 
 # -- transform -------------------------------------------------------------------------------------
@@ -312,14 +335,15 @@ def transform(
                 query("staging", "transform_input", **staging.names()),
                 {
                     "project_id": project_id,
-                    "prune": plan.prune,
+                    "prune": extracted.prunes,
                     "prune_from": plan.prune_from,
                     "prune_to": plan.prune_to,
                     "recheck_users": recheck,
+                    "unreadable_reason": SkipReason.UNREADABLE_ENTRY.value,
                 },
             )
             while rows := reader.fetchmany(TRANSFORM_CHUNK_ROWS):
-                entries = pd.DataFrame(rows, columns=rules_.ENTRY_COLUMNS)
+                entries = rules_.entries_frame(rows)
                 result = rules_.plan_work_logs(entries, users, employees, assignments, rules, linked)
                 writing = time.monotonic()
                 worklogs += _copy(
@@ -377,23 +401,29 @@ def load(
                 f"another sync of project {project_id} fetched later ({last_loaded:%Y-%m-%d %H:%M:%S}) and loaded "
                 f"while this run ({run_id}) was under way; nothing was changed: trigger this run again"
             )
+        kept = 0
         if plan.clears_data:
             deleted += conn.execute(query("load", "clear_synced_worklogs"), p).rowcount
             conn.execute(query("load", "clear_skipped"), p)
+            conn.execute(query("load", "clear_text_changes"), p)
         else:
             project = project_rules(conn, project_id)
+            removing = {**p, "removing_reasons": [r.value for r in SkipReason if r.removes_work_log]}
             conn.execute(query("load", "upsert_harvest_users", **names), {"account_id": account_id})
             conn.execute(query("load", "create_sync_assignments", **names), p)
             inserted, updated = one_row(conn.execute(query("load", "upsert_worklogs", **names), p))
-            if plan.prune:
+            if extracted.prunes:
                 deleted += conn.execute(
                     query("load", "prune_worklogs", **names),
                     {**p, "prune_from": plan.prune_from, "prune_to": plan.prune_to},
                 ).rowcount
-            deleted += conn.execute(query("load", "delete_worklogs_now_skipped", **names), p).rowcount
+            deleted += conn.execute(query("load", "delete_worklogs_now_skipped", **names), removing).rowcount
+            (kept,) = one_row(conn.execute(query("load", "previous_versions_kept", **names), removing))
             conn.execute(query("load", "drop_unskipped", **names), p)
             conn.execute(query("load", "upsert_skipped", **names), p)
             conn.execute(query("load", "unskip_landed", **names), p)
+            conn.execute(query("load", "drop_text_changes", **names), p)
+            conn.execute(query("load", "upsert_text_changes", **names), p)
             _set_assignment_spans(conn, project)
         conn.execute(query("load", "delete_empty_sync_assignments"), p)
         high_water_mark = None
@@ -401,7 +431,11 @@ def load(
             (newest_updated_at,) = one_row(conn.execute(query("load", "fetched_high_water_mark", **names)))
             high_water_mark = new_high_water_mark(plan, extracted.harvest_time_at_start, newest_updated_at)
         loaded = Loaded(
-            inserted=inserted, updated=updated, deleted=deleted, seconds=round(time.monotonic() - started, 3)
+            inserted=inserted,
+            updated=updated,
+            deleted=deleted,
+            previous_versions_kept=kept,
+            seconds=round(time.monotonic() - started, 3),
         )
         conn.execute(
             query("load", "save_state"),
@@ -411,7 +445,7 @@ def load(
                 "run_id": run_id,
                 "summary": json.dumps({"mode": str(plan.mode), **to_xcom(loaded)}),
                 "clear": plan.clears_data,
-                "full_reconcile": plan.full_reconcile,
+                "full_reconcile": plan.full_reconcile and extracted.prunes,
                 "extract_started_at": extracted.extract_started_at,
             },
         )
@@ -420,6 +454,13 @@ def load(
         conn.execute(query("staging", "drop", **names))
         conn.execute(query("staging", "unregister"), {"entries": staging.entries})
     log.info("load (%s): %d work logs inserted, %d updated, %d deleted", plan.mode, inserted, updated, deleted)
+    if kept:
+        log.warning(
+            "project %s: %d work logs keep their last readable version: Harvest's newer version of each was kept "
+            "aside (harvest_sync.skipped_entries says why)",
+            project_id,
+            kept,
+        )
     return loaded
 
 

@@ -42,7 +42,15 @@ class Extracted:
     entries_fetched: int = 0
     users_fetched: int = 0
     harvest: HarvestRequests | None = None  # None: nothing was asked of Harvest (clear data)
+    unidentified_records: int = 0  # time-entry records that name no entry (no integer id)
+    texts_altered: int = 0  # time entries whose text lost characters PostgreSQL cannot store
     seconds: float = 0.0
+
+    @property
+    def prunes(self) -> bool:
+        """Whether the load deletes the work logs of entries Harvest no longer lists in the plan's window. Not
+        when a record named no entry: any such work log could be the one that record is a version of."""
+        return self.plan.prune and not self.unidentified_records
 
 
 @dataclass(frozen=True)
@@ -63,6 +71,7 @@ class Loaded:
     inserted: int = 0
     updated: int = 0
     deleted: int = 0
+    previous_versions_kept: int = 0  # work logs left as they were: Harvest's newer version was kept aside
     seconds: float = 0.0
 
     @property
@@ -116,6 +125,9 @@ class RunSummary:
     harvest_requests: int
     harvest_429s: int  # 429s, and the 503s the hook waits out the same way
     seconds: StepSeconds
+    previous_versions_kept: int = 0  # work logs left at their last readable version (Loaded)
+    texts_altered: int = 0  # entries whose text lost characters PostgreSQL cannot store (Extracted)
+    unidentified_records: int = 0  # records that named no entry: nothing was pruned (Extracted)
     line: str = ""
 
     @classmethod
@@ -132,6 +144,9 @@ class RunSummary:
             harvest_requests=harvest.requests,
             harvest_429s=harvest.throttled,
             seconds=StepSeconds(extracted.seconds, transformed.seconds, loaded.seconds, reported.seconds),
+            previous_versions_kept=loaded.previous_versions_kept,
+            texts_altered=extracted.texts_altered,
+            unidentified_records=extracted.unidentified_records,
         )
 
 

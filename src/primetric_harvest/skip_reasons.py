@@ -33,7 +33,12 @@ class SkipReason(StrEnum):
         "in Primetric but not assigned to the project, and the project prevents new assignment creation",
         "assign them to the project",
     )
-    # A record the sync cannot use as sent.
+    # A record the sync cannot use as sent. The work log of an earlier, readable version stays as it was.
+    UNREADABLE_ENTRY = (
+        "unreadable_entry",
+        "the record's id, user, project or notes cannot be read as Harvest documents them",
+        "look at the entry in Harvest (the detail shows what was sent); the next run reads it again",
+    )
     INVALID_SPENT_DATE = (
         "invalid_spent_date",
         "spent_date missing or not a real YYYY-MM-DD date",
@@ -59,6 +64,12 @@ class SkipReason(StrEnum):
     def is_missing_teammate(self) -> bool:
         """The person, not the record, is the problem: they are named in the missing-teammate report."""
         return self in MISSING_TEAMMATE_REASONS
+
+    @property
+    def removes_work_log(self) -> bool:
+        """Whether an entry kept aside for this reason loses its synced work log. Only a missing teammate does
+        (the person lost their match); a record we cannot use never deletes or changes what we hold for it."""
+        return self.is_missing_teammate
 
     @classmethod
     def from_code(cls, code: str) -> SkipReason | None:

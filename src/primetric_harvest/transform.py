@@ -12,8 +12,11 @@ Frames and their columns (ids are int64, dates are python ``date`` objects or Na
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 
+import numpy as np
 import pandas as pd
 
 from primetric_harvest.skip_reasons import MISSING_TEAMMATE_REASONS, SkipReason
@@ -28,6 +31,8 @@ ENTRY_COLUMNS = [
     "notes",
     "is_running",
     "updated_at",
+    "unreadable",  # why the record cannot be used as sent (primetric_harvest.records), else NA
+    "removed_characters",  # what its text lost because PostgreSQL cannot store it, else NA
 ]
 
 WORKLOG_COLUMNS = [
@@ -81,6 +86,21 @@ def normalize_email(emails: pd.Series) -> pd.Series:
     return emails.astype("string").str.strip().str.lower()
 
 
+ID_COLUMNS = ("harvest_time_entry_id", "harvest_project_id", "harvest_user_id")
+
+
+def entries_frame(rows: list[tuple]) -> pd.DataFrame:
+    """Staged entries (tuples in ``ENTRY_COLUMNS`` order) as a frame whose ids are exact nullable integers: a
+    record without an id must not turn the others' ids into floats (which round ids above 2**53)."""
+    columns = list(zip(*rows, strict=True)) if rows else [()] * len(ENTRY_COLUMNS)
+    return pd.DataFrame(
+        {
+            name: pd.array(values, dtype="Int64") if name in ID_COLUMNS else pd.Series(values, dtype="object")
+            for name, values in zip(ENTRY_COLUMNS, columns, strict=True)
+        }
+    )
+
+
 def empty_frame(columns: list[str]) -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series(dtype="object") for c in columns})
 
@@ -89,7 +109,53 @@ def _skip(entries: pd.DataFrame, reason: SkipReason, detail: pd.Series | str | N
     out = entries.reindex(columns=[c for c in SKIPPED_COLUMNS if c in entries.columns]).copy()
     out["reason"] = reason.value  # the plain code: database drivers may write an enum by its name
     out["detail"] = reason.text if detail is None else detail
-    return out.reindex(columns=SKIPPED_COLUMNS)
+    out = out.reindex(columns=SKIPPED_COLUMNS)
+    return out.astype({c: "Int64" for c in ID_COLUMNS if c in out.columns})
+
+
+MAX_HOURS_DECIMALS = 1000  # PostgreSQL's numeric holds 16383 decimal places; no clock needs more than a few
+_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?")  # a JSON number
+
+
+def _per_value(values: pd.Series, read, missing: object) -> np.ndarray:
+    """``read`` applied once per distinct value (a run has few distinct dates and hours, however many entries)."""
+    codes, uniques = pd.factorize(values.astype(object), use_na_sentinel=True)
+    read_values = np.array([read(u) for u in uniques] + [missing], dtype=object)
+    return read_values[codes]  # code -1 (null) takes the last: missing
+
+
+def _day(text: object) -> dt.date | None:
+    if not isinstance(text, str) or not _DAY.fullmatch(text):
+        return None
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        return None
+
+
+def work_dates(spent_dates: pd.Series) -> pd.Series:
+    """Each spent_date as a python ``date``, or None where it is not a real YYYY-MM-DD date exactly as written
+    (ASCII digits, zero-padded, nothing around it: "2026-2-3", "20260203", "2026-02-30", " 2026-02-03" are not)."""
+    return pd.Series(_per_value(spent_dates, _day, None), index=spent_dates.index, dtype="object")
+
+
+def _hours(text: object) -> Decimal | None:
+    try:
+        value = Decimal(text) if isinstance(text, str) and _NUMBER.fullmatch(text) else None
+    except (InvalidOperation, ValueError):
+        return None
+    if value is None or not value.is_finite() or not 0 <= value <= MAX_HOURS_PER_ENTRY:
+        return None
+    exponent = value.as_tuple().exponent  # an int for a finite value ("n", "N", "F" only for NaN and infinity)
+    return value if isinstance(exponent, int) and exponent >= -MAX_HOURS_DECIMALS else None
+
+
+def hours_values(hours: pd.Series) -> pd.Series:
+    """Each entry's hours as an exact ``Decimal``, or None where they are not a number from 0 to 24 as sent: the
+    extract stages a JSON number as its digits and anything else as its JSON text (``"2.5"`` with its quotes,
+    ``true``), which is no number; NaN, infinity and more than ``MAX_HOURS_DECIMALS`` decimal places are refused."""
+    return pd.Series(_per_value(hours, _hours, None), index=hours.index, dtype="object")
 
 
 def validate_entries(
@@ -100,56 +166,56 @@ def validate_entries(
     A bad record never stops the run: it is kept aside with the reason and what was wrong.
     """
     entries = entries.reset_index(drop=True)
-    work_date = pd.to_datetime(entries["spent_date"], format="%Y-%m-%d", errors="coerce")
-    hours_value = pd.to_numeric(entries["hours"], errors="coerce")
+    if "unreadable" not in entries.columns:
+        entries = entries.assign(unreadable=None)
+    work_date = work_dates(entries["spent_date"])
+    hours_value = hours_values(entries["hours"])
 
-    bad_date = work_date.isna()
-    bad_hours = ~bad_date & (hours_value.isna() | (hours_value < 0) | (hours_value > MAX_HOURS_PER_ENTRY))
-    unlinked = ~bad_date & ~bad_hours & ~entries["harvest_project_id"].isin(linked_harvest_project_ids)
-    unknown_user = ~bad_date & ~bad_hours & ~unlinked & ~entries["harvest_user_id"].isin(harvest_user_ids)
+    unreadable = entries["unreadable"].notna()
+    bad_date = ~unreadable & work_date.isna()
+    bad_hours = ~unreadable & ~bad_date & hours_value.isna()
+    usable = ~(unreadable | bad_date | bad_hours)
+    unlinked = usable & ~entries["harvest_project_id"].isin(linked_harvest_project_ids)
+    unknown_user = usable & ~unlinked & ~entries["harvest_user_id"].isin(harvest_user_ids)
 
+    def said(column: str, rows: pd.Series) -> pd.Series:
+        return entries.loc[rows, column].astype("string").fillna("missing")
+
+    rejected = unreadable | bad_date | bad_hours | unlinked | unknown_user
     invalid = (
         pd.concat(
             [
+                _skip(entries[unreadable], SkipReason.UNREADABLE_ENTRY, entries.loc[unreadable, "unreadable"]),
                 _skip(
                     entries[bad_date],
                     SkipReason.INVALID_SPENT_DATE,
-                    "spent_date "
-                    + entries.loc[bad_date, "spent_date"].astype("string").fillna("missing")
-                    + " is not a YYYY-MM-DD date",
+                    "spent_date " + said("spent_date", bad_date) + " is not a YYYY-MM-DD date",
                 ),
                 _skip(
                     entries[bad_hours],
                     SkipReason.INVALID_HOURS,
-                    "hours "
-                    + entries.loc[bad_hours, "hours"].astype("string").fillna("missing")
-                    + f" is not a number from 0 to {MAX_HOURS_PER_ENTRY}",
+                    "hours " + said("hours", bad_hours) + f" is not a number from 0 to {MAX_HOURS_PER_ENTRY}",
                 ),
                 _skip(
                     entries[unlinked],
                     SkipReason.UNLINKED_HARVEST_PROJECT,
-                    "Harvest project "
-                    + entries.loc[unlinked, "harvest_project_id"].astype("string")
-                    + " is not linked to this project",
+                    "Harvest project " + said("harvest_project_id", unlinked) + " is not linked to this project",
                 ),
                 _skip(
                     entries[unknown_user],
                     SkipReason.UNKNOWN_HARVEST_USER,
-                    "Harvest user "
-                    + entries.loc[unknown_user, "harvest_user_id"].astype("string")
-                    + " is not in Harvest's user list",
+                    "Harvest user " + said("harvest_user_id", unknown_user) + " is not in Harvest's user list",
                 ),
             ],
             ignore_index=True,
         )
-        if (bad_date | bad_hours | unlinked | unknown_user).any()
+        if rejected.any()
         else empty_frame(SKIPPED_COLUMNS)
     )
 
-    ok = ~(bad_date | bad_hours | unlinked | unknown_user)
-    valid = entries[ok].copy()
-    valid["work_date"] = work_date[ok].dt.date
-    valid["hours_value"] = hours_value[ok]
+    valid = entries[~rejected].copy()
+    valid["work_date"] = work_date[~rejected]
+    valid["hours_value"] = hours_value[~rejected]
     return valid, invalid
 
 
