@@ -123,7 +123,3 @@ COPY {worklogs} (harvest_time_entry_id, employee_id, assignment_id, work_date, h
 -- name: copy_skipped
 COPY {skipped} (harvest_time_entry_id, harvest_project_id, harvest_user_id, spent_date, hours, notes,
                 updated_at, reason, detail) FROM STDIN;
-
--- Records that name no entry: the run cannot tell which work log such a record is a version of.
--- name: unidentified
-SELECT count(*) FROM {entries} WHERE harvest_time_entry_id IS NULL;
