@@ -47,3 +47,12 @@ WHERE conn_id = %(conn_id)s;
 SELECT expires_at, refreshed_at, refresh_count, rotations
 FROM harvest_sync.oauth_tokens
 WHERE conn_id = %(conn_id)s;
+
+-- The install page's OAuth2 states are single-use: the first callback with a state claims it (a replayed
+-- callback finds it claimed). States older than a day can no longer come back (the pending install cookie
+-- expires after 15 minutes): they go.
+-- name: claim_state
+WITH old AS (DELETE FROM harvest_sync.oauth_states WHERE used_at < now() - interval '1 day')
+INSERT INTO harvest_sync.oauth_states (state_sha256) VALUES (%(state_sha256)s)
+ON CONFLICT (state_sha256) DO NOTHING
+RETURNING used_at;

@@ -197,6 +197,41 @@ def new_state() -> str:
     return secrets.token_urlsafe(24)
 
 
+def claim_state(state: str, conn_id: str = PRIMETRIC_CONN_ID) -> bool:
+    """Record that an OAuth2 ``state`` has come back; False if it already had (a replayed callback).
+
+    Kept in the Primetric database (``harvest_sync.oauth_states``, a hash only), which every API server
+    worker and replica shares, like the token store.
+    """
+    try:
+        with connect(conn_id, autocommit=True) as conn:
+            row = conn.execute(query("oauth", "claim_state"), {"state_sha256": _sha256(state)}).fetchone()
+    except Exception as exc:  # noqa: BLE001 - no connection, database down: say what is needed
+        raise HarvestOAuthError(
+            f"The install records each Harvest answer once in the Primetric database (connection {conn_id!r}), "
+            f"which could not be reached ({type(exc).__name__}): fix the connection and start again."
+        ) from None
+    return row is not None
+
+
+def insecure_transport_allowed() -> bool:
+    """oauthlib's own switch for a local test Harvest ID over http (never set it in production)."""
+    return os.environ.get("OAUTHLIB_INSECURE_TRANSPORT", "").lower() in ("1", "true", "yes")
+
+
+def url_refusal(label: str, url: str) -> str | None:
+    """Why ``url`` cannot be a Harvest URL of the install (it must be https), or None."""
+    shown = url if len(url) <= 80 else url[:79] + "…"
+    if url.startswith("https://") and len(url) > len("https://"):
+        return None
+    if url.startswith("http://") and insecure_transport_allowed():
+        return None
+    return (
+        f"{label} must be an https:// URL (Harvest's are {DEFAULT_BASE_URL} and {DEFAULT_ID_URL}), not {shown!r}: "
+        "OAuth2 sends the client secret and the tokens over it."
+    )
+
+
 def exchange_code(
     client_id: str,
     client_secret: str,
