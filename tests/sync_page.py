@@ -87,7 +87,7 @@ def wait_for_dag(server: AirflowLocal, dag_id: str, timeout: float = 150.0) -> d
     api = server.session()
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        answer = api.get(f"{server.url}/api/v2/dags/{dag_id}/details", timeout=10)
+        answer = api.get(f"{server.url}/api/v2/dags/{dag_id}/details", timeout=60)
         if answer.status_code == 200 and not answer.json()["is_stale"]:
             return answer.json()
         time.sleep(1)
@@ -100,7 +100,7 @@ def wait_for_end(server: AirflowLocal, dag_id: str, run_id: str, timeout: float 
     deadline = time.monotonic() + timeout
     run: dict = {}
     while time.monotonic() < deadline:
-        run = api.get(server.url + run_path(dag_id, run_id), timeout=10).json()
+        run = api.get(server.url + run_path(dag_id, run_id), timeout=60).json()
         if run.get("state") in TERMINAL:
             return run
         time.sleep(1)
@@ -108,7 +108,7 @@ def wait_for_end(server: AirflowLocal, dag_id: str, run_id: str, timeout: float 
 
 
 def runs(server: AirflowLocal, dag_id: str) -> list[dict]:
-    answer = server.session().get(f"{server.url}/api/v2/dags/{dag_id}/dagRuns", params={"limit": 100}, timeout=10)
+    answer = server.session().get(f"{server.url}/api/v2/dags/{dag_id}/dagRuns", params={"limit": 100}, timeout=60)
     assert answer.status_code == 200, answer.text
     return answer.json()["dag_runs"]
 

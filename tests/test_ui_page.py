@@ -107,25 +107,25 @@ def test_the_page_is_in_the_ui_navigation_with_a_label_that_fits(airflow_server)
 def test_a_viewer_sees_a_read_only_page_and_every_write_is_refused(airflow_server, page, as_user):
     base, _ = page
     viewer = as_user("viewer")
-    listing = requests.get(f"{base}/", headers=viewer, timeout=30)
+    listing = requests.get(f"{base}/", headers=viewer, timeout=60)
     assert listing.status_code == 200 and "Apollo" in listing.text
     assert 'data-action="sync"' not in listing.text and "Set up Harvest sync" not in listing.text
-    project = requests.get(f"{base}/projects/{PROJECT}", headers=viewer, timeout=30)
+    project = requests.get(f"{base}/projects/{PROJECT}", headers=viewer, timeout=60)
     assert project.status_code == 200 and "Read-only" in project.text
     for button in ('id="save"', 'id="save-reset"', 'id="clear"', 'data-action="sync"', 'id="harvest-refresh"'):
         assert button not in project.text, button
     assert 'id="enabled" name="enabled" checked disabled' in project.text
-    detail = requests.get(f"{base}/api/projects/{PROJECT}", headers=viewer, timeout=30).json()
+    detail = requests.get(f"{base}/api/projects/{PROJECT}", headers=viewer, timeout=60).json()
     assert detail["may"] == {"view": True, "operate": False, "edit": False}
     before = (
         _runs_total(airflow_server),
         sp.sql(airflow_server, "SELECT * FROM primetric.harvest_settings ORDER BY 1"),
     )
     for method, path, body in WRITES:
-        answer = requests.request(method, base + path, json=body, headers=viewer, timeout=30)
+        answer = requests.request(method, base + path, json=body, headers=viewer, timeout=60)
         assert answer.status_code == 403, (path, answer.text)
         assert "'viewer' may not" in answer.json()["detail"] and "permission to trigger DAG" in answer.json()["detail"]
-    refresh = requests.get(f"{base}/api/projects/{PROJECT}/harvest-projects?refresh=true", headers=viewer, timeout=30)
+    refresh = requests.get(f"{base}/api/projects/{PROJECT}/harvest-projects?refresh=true", headers=viewer, timeout=60)
     assert refresh.status_code == 403  # a refresh spends the account's Harvest requests: editors only
     # Setting up a project with no DAG yet needs the right to edit DAGs.
     setup = requests.put(f"{base}/api/projects/{SWITCHED_OFF}/settings", json={"version": "x"}, headers=viewer)
@@ -136,7 +136,7 @@ def test_a_viewer_sees_a_read_only_page_and_every_write_is_refused(airflow_serve
 
 def test_the_list_shows_every_primetric_project_set_up_or_not(airflow_server, page):
     base, headers = page
-    projects = requests.get(f"{base}/api/projects", headers=headers, timeout=30).json()["projects"]
+    projects = requests.get(f"{base}/api/projects", headers=headers, timeout=60).json()["projects"]
     expected = sp.sql(
         airflow_server,
         "SELECT p.id, p.name, s.project_id IS NOT NULL, COALESCE(s.enabled, false),"
@@ -150,15 +150,15 @@ def test_the_list_shows_every_primetric_project_set_up_or_not(airflow_server, pa
     for project_id, *_, enabled, _h in expected:
         assert (by_id[project_id]["dag"] is not None) is enabled  # a switched-off project has no DAG
     assert by_id[PROJECT]["dag"]["url"] == f"/dags/{DAG}"
-    html = requests.get(f"{base}/", headers=headers, timeout=30).text
+    html = requests.get(f"{base}/", headers=headers, timeout=60).text
     assert f'href="/dags/harvest_sync_{SWITCHED_OFF}"' not in html  # no link to a DAG that does not exist
-    found = requests.get(f"{base}/", params={"q": "zeph"}, headers=headers, timeout=30).text
+    found = requests.get(f"{base}/", params={"q": "zeph"}, headers=headers, timeout=60).text
     assert "Zephyr" in found and "Apollo" not in found  # search by name
 
 
 def test_reset_and_sync_runs_and_the_project_page_matches_the_tables(airflow_server, page, reset_run):
     base, headers = page
-    detail = requests.get(f"{base}/api/projects/{PROJECT}", headers=headers, timeout=30).json()
+    detail = requests.get(f"{base}/api/projects/{PROJECT}", headers=headers, timeout=60).json()
     missing = sp.sql(
         airflow_server,
         "SELECT name, email, reason, entries, hours FROM primetric.missing_teammates WHERE project_id = %s"
@@ -215,7 +215,7 @@ def test_each_refused_run_request_is_422_naming_the_field(page, as_user):
         ({"unpause": True}, "unpause", "unknown parameter"),
     ]
     for body, field, words in cases:
-        answer = requests.post(f"{base}/api/projects/{PROJECT}/runs", json=body, headers=manager, timeout=30)
+        answer = requests.post(f"{base}/api/projects/{PROJECT}/runs", json=body, headers=manager, timeout=60)
         assert answer.status_code == 422, (body, answer.text)
         assert answer.json()["field"] == field and words in answer.json()["detail"], answer.json()
 
@@ -223,7 +223,7 @@ def test_each_refused_run_request_is_422_naming_the_field(page, as_user):
 def test_each_refused_save_is_422_naming_the_field(page, as_user):
     base, _ = page
     manager = as_user("manager")
-    version = requests.get(f"{base}/api/projects/{PROJECT}", headers=manager, timeout=30).json()["version"]
+    version = requests.get(f"{base}/api/projects/{PROJECT}", headers=manager, timeout=60).json()["version"]
     good = {"version": version, "enabled": True, "harvest_project_ids": [1001, 1002], "sync_since": "2026-09-01"}
     cases = [
         ({"sync_since": "2026-13-01"}, "sync_since", "YYYY-MM-DD"),
@@ -248,7 +248,7 @@ def test_what_cannot_exist_is_not_found_and_an_error_repeats_little(page):
             ("PUT", f"/api/projects/{project}/settings"),
             ("POST", f"/api/projects/{project}/runs"),
         ):
-            answer = requests.request(method, base + path, json={"version": "x"}, headers=headers, timeout=30)
+            answer = requests.request(method, base + path, json={"version": "x"}, headers=headers, timeout=60)
             assert answer.status_code == 404, (method, path, answer.status_code, answer.text[:200])
     huge = "2" * 2_000_000
     answer = requests.post(f"{base}/api/projects/{PROJECT}/runs", json={"since": huge}, headers=headers, timeout=60)
@@ -259,10 +259,10 @@ def test_what_cannot_exist_is_not_found_and_an_error_repeats_little(page):
 
 def test_a_switched_off_or_unlinked_project_shows_a_page_not_raw_json(page):
     base, headers = page
-    html = requests.get(f"{base}/projects/{SWITCHED_OFF}", headers=headers, timeout=30)
+    html = requests.get(f"{base}/projects/{SWITCHED_OFF}", headers=headers, timeout=60)
     assert html.status_code == 200 and html.headers["content-type"].startswith("text/html")
     assert "switched off" in html.text and f'href="/dags/harvest_sync_{SWITCHED_OFF}"' not in html.text
-    missing = requests.get(f"{base}/projects/424242", headers=headers, timeout=30)
+    missing = requests.get(f"{base}/projects/424242", headers=headers, timeout=60)
     assert missing.status_code == 404 and missing.headers["content-type"].startswith("text/html")
     assert "Primetric has no project" in missing.text
 
@@ -279,7 +279,7 @@ def test_a_harvest_project_linked_elsewhere_is_marked_with_where(page, as_user):
 def test_two_saves_from_the_same_version_the_second_is_refused_and_the_history_shows_the_first(page, as_user):
     base, _ = page
     manager = as_user("manager")
-    detail = requests.get(f"{base}/api/projects/{PROJECT}", headers=manager, timeout=30).json()
+    detail = requests.get(f"{base}/api/projects/{PROJECT}", headers=manager, timeout=60).json()
     form = {"version": detail["version"], **detail["settings"]}
     first = requests.put(
         f"{base}/api/projects/{PROJECT}/settings",
@@ -293,13 +293,13 @@ def test_two_saves_from_the_same_version_the_second_is_refused_and_the_history_s
     )
     assert first.status_code == 200 and first.json()["changed"], first.text
     assert second.status_code == 409 and "changed meanwhile by manager" in second.json()["detail"]
-    after = requests.get(f"{base}/api/projects/{PROJECT}", headers=manager, timeout=30).json()
+    after = requests.get(f"{base}/api/projects/{PROJECT}", headers=manager, timeout=60).json()
     assert after["settings"]["trim_assignments_to_worklogs"] == form["trim_assignments_to_worklogs"]
     (latest, *_) = after["history"]
     assert latest["changed_by"] == "manager"
     was, now = ("on", "off") if form["prevent_new_assignment_creation"] else ("off", "on")
     assert latest["changes"] == [["Prevent new assignment creation", was, now]]
-    html = requests.get(f"{base}/projects/{PROJECT}", headers=manager, timeout=30).text
+    html = requests.get(f"{base}/projects/{PROJECT}", headers=manager, timeout=60).text
     assert 'id="settings-history"' in html and "Prevent new assignment creation" in html
     # Put it back (the other tests expect the demo's settings).
     back = {
@@ -327,7 +327,7 @@ def test_every_answer_of_both_apps_may_be_framed_by_airflow_only(airflow_server,
         (f"{airflow_server.url}/harvest-install/", {}),
     ]
     for url, who in urls:
-        answer = requests.get(url, headers=who, allow_redirects=False, timeout=30)
+        answer = requests.get(url, headers=who, allow_redirects=False, timeout=60)
         for header, value in FRAME.items():
             assert answer.headers.get(header) == value, (url, answer.status_code, header, answer.headers.get(header))
 
@@ -370,13 +370,13 @@ def test_sync_now_on_a_paused_dag_starts_exactly_one_run_and_no_missed_daily_run
     assert requests.post(f"{base}/api/projects/51/dag/parse", json={}, headers=manager).ok
     details = sp.wait_for_dag(airflow_server, "harvest_sync_51")
     assert details["is_paused"] and details["timetable_summary"]  # paused at creation, with a daily schedule
-    first = requests.post(f"{base}/api/projects/51/runs", json={}, headers=manager, timeout=30)
+    first = requests.post(f"{base}/api/projects/51/runs", json={}, headers=manager, timeout=60)
     assert first.status_code == 409 and first.json()["code"] == "run_due", first.text  # unpausing would start it
     assert sp.runs(airflow_server, "harvest_sync_51") == []
-    rearm = requests.post(f"{base}/api/projects/51/schedule/rearm", json={}, headers=manager, timeout=30)
+    rearm = requests.post(f"{base}/api/projects/51/schedule/rearm", json={}, headers=manager, timeout=60)
     assert rearm.status_code == 200
     _wait_ready(base, manager, 51)
-    started = requests.post(f"{base}/api/projects/51/runs", json={}, headers=manager, timeout=30)
+    started = requests.post(f"{base}/api/projects/51/runs", json={}, headers=manager, timeout=60)
     assert started.status_code == 200 and started.json()["unpaused"] is True, started.text
     assert sp.wait_for_end(airflow_server, "harvest_sync_51", started.json()["dag_run_id"])["state"] == "success"
     import time
@@ -387,7 +387,7 @@ def test_sync_now_on_a_paused_dag_starts_exactly_one_run_and_no_missed_daily_run
     dag = airflow_server.session().get(f"{airflow_server.url}/api/v2/dags/harvest_sync_51/details").json()
     assert not dag["is_paused"] and dag["next_dagrun_run_after"] > rearm.json()["daily_schedule_since"]
     # The page says whether the daily schedule is on; the history names the re-arm.
-    html = requests.get(f"{base}/projects/51", headers=manager, timeout=30).text
+    html = requests.get(f"{base}/projects/51", headers=manager, timeout=60).text
     assert 'id="daily"' in html and "synced daily" in html
     history = requests.get(f"{base}/api/projects/51", headers=manager).json()["history"]
     assert history[0]["changed_by"] == "manager" and history[0]["changes"][0][0] == "Daily sync armed from"
@@ -403,11 +403,11 @@ def test_sync_now_on_a_paused_dag_starts_exactly_one_run_and_no_missed_daily_run
     assert requests.post(f"{base}/api/projects/51/dag/parse", json={}, headers=manager).ok
     dag = _wait_ready(base, manager, 51)
     assert dag["dag"]["daily"] is False and dag["dag"]["next_run_after"] is None
-    again = requests.post(f"{base}/api/projects/51/runs", json={}, headers=manager, timeout=30)
+    again = requests.post(f"{base}/api/projects/51/runs", json={}, headers=manager, timeout=60)
     assert again.status_code == 200 and again.json()["unpaused"] is True
     sp.wait_for_end(airflow_server, "harvest_sync_51", again.json()["dag_run_id"])
     assert len(sp.runs(airflow_server, "harvest_sync_51")) == 2
-    assert "on demand only" in requests.get(f"{base}/projects/51", headers=manager, timeout=30).text
+    assert "on demand only" in requests.get(f"{base}/projects/51", headers=manager, timeout=60).text
 
 
 def test_a_failed_run_shows_its_step_the_first_line_of_its_error_and_a_link_to_its_log(airflow_server, page, as_user):
@@ -422,11 +422,11 @@ def test_a_failed_run_shows_its_step_the_first_line_of_its_error_and_a_link_to_i
     _wait_ready(base, manager, 52)
     # Harvest refuses the token once: the extract fails at once (no retries).
     sp.sim(airflow_server, "POST", "/_sim/faults", {"mode": "unauthorized", "path": "/v2/users/me", "times": 1})
-    started = requests.post(f"{base}/api/projects/52/runs", json={}, headers=manager, timeout=30).json()
+    started = requests.post(f"{base}/api/projects/52/runs", json={}, headers=manager, timeout=60).json()
     run_id = started["dag_run_id"]
     assert sp.wait_for_end(airflow_server, "harvest_sync_52", run_id)["state"] == "failed"
     log_url = f"/dags/harvest_sync_52/runs/{sp.quoted(run_id)}/tasks/extract?try_number=1"
-    detail = requests.get(f"{base}/api/projects/52", headers=manager, timeout=30).json()
+    detail = requests.get(f"{base}/api/projects/52", headers=manager, timeout=60).json()
     failure = detail["run"]["failure"]
     assert failure["task_id"] == "extract" and failure["log_url"] == log_url
     assert failure["error"].startswith("HarvestAccessError: Harvest answered HTTP 401 for /v2/users/me")
@@ -435,7 +435,7 @@ def test_a_failed_run_shows_its_step_the_first_line_of_its_error_and_a_link_to_i
     listed = {p["project_id"]: p for p in requests.get(f"{base}/api/projects", headers=manager).json()["projects"]}
     assert listed[52]["last_run_state"] == "failed" and listed[52]["last_run"]["failure"] == failure
     for url in (f"{base}/", f"{base}/projects/52"):
-        html = requests.get(url, headers=manager, timeout=30).text
+        html = requests.get(url, headers=manager, timeout=60).text
         assert 'data-failed-task="extract"' in html and "HarvestAccessError: Harvest answered HTTP 401" in html
         assert f'href="{log_url}"' in html.replace("&amp;", "&")
 
@@ -470,6 +470,6 @@ def test_no_secret_is_ever_shown(airflow_server, page, reset_run):
         f"{base}/api/projects/{PROJECT}/dag",
     )
     for url in urls:
-        body = requests.get(url, headers=headers, timeout=30).text
+        body = requests.get(url, headers=headers, timeout=60).text
         leaked = [s[:4] + "…" for s in forbidden if s in body]
         assert not leaked, f"{url} shows a secret: {leaked}"

@@ -70,6 +70,11 @@ def _wants_html(request: Request) -> bool:
     return not request.url.path.startswith(f"{request.scope.get('root_path', '')}/api/")
 
 
+def _field(name: str | None) -> str | None:
+    """A field name as an answer repeats it: a name sent by the caller may be anything, of any length."""
+    return None if name is None else name if len(name) <= 60 else name[:59] + "…"
+
+
 def _error(request: Request, status: int, detail: str, **extra: Any):
     if _wants_html(request) and request.method == "GET":
         return templates.TemplateResponse(
@@ -99,17 +104,18 @@ async def _invalid_request(request: Request, exc: RequestValidationError):
     # FastAPI's own answer repeats every input in full (a 2 MB field three times): name the field only.
     first = exc.errors()[0] if exc.errors() else {}
     field = ".".join(str(p) for p in first.get("loc", ())[1:]) or None
+    field = _field(field)
     return _error(request, 422, f"{field or 'request'}: {first.get('msg', 'invalid')}", field=field)
 
 
 @app.exception_handler(SettingsError)
 async def _settings_refused(request: Request, exc: SettingsError):
-    return _error(request, exc.status, exc.message, field=exc.field)
+    return _error(request, exc.status, exc.message, field=_field(exc.field))
 
 
 @app.exception_handler(InvalidSyncRequest)
 async def _run_refused(request: Request, exc: InvalidSyncRequest):
-    return _error(request, 422, str(exc), field=exc.field)
+    return _error(request, 422, str(exc), field=_field(exc.field))
 
 
 @app.exception_handler(AirflowApiError)
@@ -445,8 +451,8 @@ def api_dag(project_id: str, request: Request, user: Any = Depends(require_user)
         raise HTTPException(404, f"Primetric has no project {pid}")
     wanted = setup.linked and setup.settings.enabled
     state = AirflowApi.for_request(request).dag(dag) if airflow_api.dag_exists(dag) else None
-    ready = state is None
-    if wanted and state is not None:
+    ready = state is None if not wanted else state is not None  # the DAG is there when (and only when) wanted
+    if ready and state is not None:
         ready = state.daily == setup.settings.daily_schedule
         since = setup.daily_schedule_since
         if ready and setup.settings.daily_schedule and since is not None:

@@ -92,6 +92,7 @@ def _reason(row: dict) -> dict:
     row["why"] = reason.text if reason else row["reason"]
     row["reason_text"] = row["why"][:1].upper() + row["why"][1:]
     row["action"] = reason.action if reason else ""
+    row["action_text"] = row["action"][:1].upper() + row["action"][1:]
     return row
 
 

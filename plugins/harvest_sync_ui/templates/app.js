@@ -202,7 +202,13 @@
       showTimes(slot);
       const state = ($("#run", slot) || {}).dataset?.state;
       if (state === "success" || state === "failed") {
-        window.location.replace(projectPage(projectId, runId));
+        // Reload the whole page: the tables below (missing teammates, hours, runs) change with the run.
+        const target = new URL(projectPage(projectId, runId), window.location.href);
+        if (target.pathname + target.search === window.location.pathname + window.location.search) {
+          window.location.reload();
+        } else {
+          window.location.replace(target.href);
+        }
         return;
       }
     }
