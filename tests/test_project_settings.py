@@ -71,7 +71,7 @@ def test_an_error_repeats_at_most_a_few_characters_of_what_was_sent():
 def test_a_harvest_project_linked_elsewhere_cannot_be_picked_and_says_where():
     wanted = IntegrationSettings(enabled=True, harvest_project_ids=(1001,))
     with pytest.raises(SettingsError, match=r"Harvest project 1001 feeds Primetric project 'Apollo' \(#1\)") as caught:
-        check_links(wanted, IntegrationSettings(), [ps.LinkElsewhere(1001, 1, "Apollo")], lambda: {1001})
+        check_links(wanted, IntegrationSettings(), [ps.LinkElsewhere(1001, 1, "Apollo")], lambda new: {1001})
     assert caught.value.field == "harvest_project_ids"
 
 
@@ -79,8 +79,8 @@ def test_only_projects_harvest_lists_and_a_kept_link_needs_no_harvest():
     current = IntegrationSettings(enabled=True, harvest_project_ids=(701,))
     asked = []
 
-    def harvest_lists():
-        asked.append(1)
+    def harvest_lists(new):
+        asked.append(new)
         return {701, 702}
 
     check_links(current, current, [], harvest_lists)
@@ -89,14 +89,14 @@ def test_only_projects_harvest_lists_and_a_kept_link_needs_no_harvest():
         check_links(IntegrationSettings(enabled=True, harvest_project_ids=(701, 999)), current, [], harvest_lists)
     assert caught.value.status == 422
     with pytest.raises(SettingsError, match="Harvest could not be reached") as caught:
-        check_links(IntegrationSettings(enabled=True, harvest_project_ids=(702,)), current, [], lambda: None)
+        check_links(IntegrationSettings(enabled=True, harvest_project_ids=(702,)), current, [], lambda new: None)
     assert caught.value.status == 503 and caught.value.field == "harvest_project_ids"
 
 
 # -- saving: history, concurrency -------------------------------------------------------------------------------
 def _save(dsn: str, project_id: int, form: dict, actor: str = "manager") -> ps.Saved:
     with psycopg.connect(dsn) as conn:
-        return ps.save(conn, project_id, form, actor=actor, today=TODAY, harvest_lists=lambda: {701, 702, 703})
+        return ps.save(conn, project_id, form, actor=actor, today=TODAY, harvest_lists=lambda new: {701, 702, 703})
 
 
 def _load(dsn: str, project_id: int) -> ps.ProjectSetup:
@@ -277,7 +277,7 @@ def test_unlinking_a_harvest_project_keeps_its_work_logs_until_clear_data(world)
             {**FORM, "version": version, "harvest_project_ids": [702]},
             actor="m",
             today=TODAY,
-            harvest_lists=lambda: {701, 702},
+            harvest_lists=lambda new: {701, 702},
         )
     world.sync(7)  # a daily run: 701's entry is in the reconcile window but no longer listed
     world.sync(7, since="2026-09-01")  # a reset: everything from since is replaced

@@ -310,6 +310,35 @@ def test_two_saves_from_the_same_version_the_second_is_refused_and_the_history_s
     assert requests.put(f"{base}/api/projects/{PROJECT}/settings", headers=manager, json=back).status_code == 200
 
 
+def test_harvest_unreachable_the_form_says_so_keeps_the_links_and_saves_no_unchecked_link(
+    airflow_server, page, as_user
+):
+    base, _ = page
+    manager = as_user("manager")
+    requests.get(f"{base}/api/projects/{PROJECT}/harvest-projects", headers=manager, timeout=60)  # a list exists
+    sp.sim(
+        airflow_server, "POST", "/_sim/faults", {"mode": "status", "path": "/v2/projects", "status": 500, "times": None}
+    )
+    try:
+        listed = requests.get(
+            f"{base}/api/projects/{PROJECT}/harvest-projects?refresh=true", headers=manager, timeout=120
+        ).json()
+        assert listed["error"] and "/v2/projects" in listed["error"]
+        assert {1001, 1002} <= {p["id"] for p in listed["projects"]}  # the last list, still offered
+        html = requests.get(f"{base}/projects/{PROJECT}", headers=manager, timeout=60).text
+        assert 'data-id="1001"' in html and "Apollo web (P1001)" in html  # the current links
+        detail = requests.get(f"{base}/api/projects/{SWITCHED_OFF}", headers=manager, timeout=60).json()
+        form = {"version": detail["version"], **detail["settings"], "enabled": True, "harvest_project_ids": [31337]}
+        saved = requests.put(f"{base}/api/projects/{SWITCHED_OFF}/settings", json=form, headers=manager, timeout=120)
+        assert saved.status_code == 503 and saved.json()["field"] == "harvest_project_ids"
+        assert "Harvest could not be reached" in saved.json()["detail"]
+    finally:
+        sp.sim(airflow_server, "DELETE", "/_sim/faults")
+    assert sp.sql(
+        airflow_server, "SELECT enabled FROM primetric.harvest_settings WHERE project_id = %s", (SWITCHED_OFF,)
+    ) == [(False,)]
+
+
 # -- nothing from another origin -----------------------------------------------------------------------------------
 FRAME = {"content-security-policy": "frame-ancestors 'self'", "x-frame-options": "SAMEORIGIN"}
 

@@ -421,9 +421,12 @@ def _save_settings(project_id: str, form: dict, user: Any) -> dict:
     pid = _project_id(project_id)
     require(user, _edit_action(pid), dag_id(pid))
 
-    def harvest_lists() -> set[int] | None:
+    def harvest_lists(new_ids: list[int]) -> set[int] | None:
         listed = harvest_projects()
-        return None if listed.error and not listed.projects else listed.ids()
+        if set(new_ids) <= listed.ids():
+            return listed.ids()
+        listed = harvest_projects(refresh=True)  # not in the list as last fetched: maybe Harvest has it by now
+        return None if listed.error else listed.ids()
 
     with connect() as conn:
         saved = project_settings.save(

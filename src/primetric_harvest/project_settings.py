@@ -243,12 +243,12 @@ def check_links(
     wanted: IntegrationSettings,
     current: IntegrationSettings,
     elsewhere: Collection[LinkElsewhere],
-    harvest_lists: Callable[[], set[int] | None],
+    harvest_lists: Callable[[list[int]], set[int] | None],
 ) -> None:
     """One Primetric project per Harvest project, and only projects Harvest lists (a link kept is always fine).
 
-    ``harvest_lists``: the ids Harvest lists (asked only when a new id is picked), None if Harvest cannot be
-    reached.
+    ``harvest_lists(new_ids)``: the ids Harvest lists (asked only when a new id is picked), None if Harvest
+    cannot be reached.
     """
     if elsewhere:
         taken = ", ".join(
@@ -261,7 +261,7 @@ def check_links(
     new = sorted(set(wanted.harvest_project_ids) - set(current.harvest_project_ids))
     if not new:
         return
-    listed = harvest_lists()
+    listed = harvest_lists(new)
     if listed is None:
         raise SettingsError(
             f"Harvest could not be reached to check Harvest project(s) {', '.join(map(str, new))}: nothing was saved; "
@@ -286,7 +286,7 @@ def save(
     *,
     actor: str,
     today: dt.date,
-    harvest_lists: Callable[[], set[int] | None],
+    harvest_lists: Callable[[list[int]], set[int] | None],
 ) -> Saved:
     """Check and save the form in one transaction (history rows included); :class:`SettingsError` if refused.
 

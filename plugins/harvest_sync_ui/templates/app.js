@@ -165,11 +165,15 @@
     const onProjectPage = !!$("#page-data");
     const say = onProjectPage ? stepLogger($("#flow-steps"), $("#flow")) : (text) => { if (status) status.textContent = text; };
     const page = onProjectPage ? JSON.parse($("#page-data").textContent) : null;
-    if (page && page.dag && page.dag.is_paused) {
+    const paused = page ? !!(page.dag && page.dag.is_paused) : button.dataset.paused === "true";
+    const daily = page ? page.settings.daily_schedule : button.dataset.daily === "true";
+    const name = page ? page.name : button.dataset.name;
+    if (paused) {
       const ok = await confirmInPage(
         "Sync now",
-        `The DAG of ${page.name} is paused in Airflow. Sync now unpauses it for this one run` +
-          (page.settings.daily_schedule ? "; as Daily sync is on, it then also syncs every night at 00:00 UTC (switch Daily sync off below to sync only on demand)." : "; Daily sync is off, so nothing else runs."),
+        `The DAG of ${name} is paused in Airflow. Sync now unpauses it for this one run` +
+          (daily ? "; as Daily sync is on, it then also syncs every night at 00:00 UTC (switch Daily sync off in the project's Integration settings to sync only on demand)."
+            : "; Daily sync is off, so nothing else runs."),
         "Sync now");
       if (!ok) return;
     }
