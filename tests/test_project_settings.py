@@ -258,6 +258,7 @@ def test_unknown_project_is_not_found(apollo):
         _save(apollo.dsn, 404, {**FORM, "version": "not-set-up"})
     assert caught.value.status == 404
     assert _load(apollo.dsn, 2**63) is None  # out of bigint range: not found, never a database error
+    assert [ps.valid_id(i) for i in (0, -1, 1, 2**63 - 1, 2**63)] == [False, False, True, True, False]
 
 
 # -- unlinking keeps the synced work logs until Clear data -----------------------------------------------------

@@ -195,7 +195,15 @@ def test_reset_and_sync_runs_and_the_project_page_matches_the_tables(airflow_ser
     )
     assert run["extract"] == {"pages": pages, "entries": entries} and pages >= 2 and entries > 0
     assert run["result"]["mode"] == "reset" and run["result"]["fetched"] == entries
-    assert run["result"]["inserted"] + run["result"]["updated"] > 0
+    ((last_run, loaded),) = sp.sql(
+        airflow_server,
+        "SELECT last_run_id, last_summary FROM harvest_sync.sync_state WHERE project_id = %s",
+        (PROJECT,),
+    )
+    assert last_run == reset_run["dag_run_id"]  # what the load recorded is what the page shows
+    assert [run["result"][k] for k in ("inserted", "updated", "deleted")] == [
+        loaded[k] for k in ("inserted", "updated", "deleted")
+    ]
     html = requests.get(f"{base}/projects/{PROJECT}", params={"run": reset_run["dag_run_id"]}, headers=headers).text
     for name, email, *_ in missing:
         assert name in html and email in html
