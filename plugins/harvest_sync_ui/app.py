@@ -187,10 +187,10 @@ def _edit_action(project_id: int) -> str:
     return OPERATE if airflow_api.dag_exists(dag_id(project_id)) else SET_UP
 
 
-def _permissions(user: Any, project_id: int, dag_exists: bool) -> dict[str, bool]:
+def _permissions(user: Any, project_id: int, dag_exists: bool, set_up: bool | None = None) -> dict[str, bool]:
     dag = dag_id(project_id)
     operate = may(user, OPERATE, dag)
-    edit = operate if dag_exists else may(user, SET_UP)
+    edit = operate if dag_exists else (may(user, SET_UP) if set_up is None else set_up)
     return {"view": may(user, VIEW, dag), "operate": operate and dag_exists, "edit": edit}
 
 
@@ -287,13 +287,14 @@ def _projects_view(request: Request, user: Any, q: str | None) -> tuple[list[dic
         api, dags, last = None, {}, {}
     out = []
     failed_explained = 0
+    set_up = may(user, SET_UP)  # not per DAG: asked once
     for row in rows:
         dag = row["dag_id"]
         if not may(user, VIEW, dag):
             continue
         state = dags.get(dag)
         row["dag"] = _dag_view(row["project_id"], state)
-        row["may"] = _permissions(user, row["project_id"], state is not None)
+        row["may"] = _permissions(user, row["project_id"], state is not None, set_up)
         # Not failed, running or queued: the last run succeeded if one ever loaded (sync_state.last_run_id).
         ran = "success" if state and row["last_run_id"] else None
         row["last_run_state"] = next((s for s, ids in last.items() if dag in ids), ran)
