@@ -128,6 +128,7 @@ def test_a_manager_sets_up_a_project_syncs_it_and_sees_the_missing_teammate_land
             assert "neil@nasa.test" in frame.locator("#run").inner_text()  # the run panel names them too
             extract = frame.locator("#run [data-step='extract']").inner_text()
             assert re.search(r"\d+ pages, [\d,]+ entries fetched", extract), extract
+            assert frame.locator("body").evaluate("b => b.scrollWidth <= b.clientWidth + 1")  # fits at 1024 px
             missing.scroll_into_view_if_needed()
             screenshot("run-finished-missing-teammate")
 
@@ -161,7 +162,24 @@ def test_a_manager_sets_up_a_project_syncs_it_and_sees_the_missing_teammate_land
             page.evaluate("() => localStorage.setItem('theme', 'dark')")
             frame.locator("html[data-theme='dark']").wait_for(timeout=10_000)
             screenshot("dark-mode")
-            assert len(sp.runs(server, DAG)) == 2  # the reset and the Sync now: no other run
+            page.evaluate("() => localStorage.setItem('theme', 'light')")
+
+            # Clear data: the confirmation names the project and how many work logs go; its name must be typed.
+            frame.get_by_role("button", name="Clear data").click()  # (a reload keeps the iframe on the project)
+            dialog = frame.get_by_role("dialog")
+            assert f"deletes the 5 synced work logs of {NAME}" in dialog.inner_text()
+            dialog.get_by_role("button", name="Clear data").click()  # without the name: nothing happens
+            assert dialog.is_visible() and frame.get_by_label("Type the project's name to confirm").get_attribute(
+                "aria-invalid"
+            )
+            frame.get_by_label("Type the project's name to confirm").fill(NAME)
+            screenshot("clear-data-confirm")
+            dialog.get_by_role("button", name="Clear data").click()
+            frame.locator("#run[data-state='success'] .muted", has_text="clear data").wait_for(timeout=180_000)
+            frame.locator("#synced-count", has_text="0").wait_for(timeout=30_000)
+            assert sp.sql(server, "SELECT count(*) FROM primetric.worklogs WHERE project_id = %s", (PROJECT,)) == [(0,)]
+            screenshot("cleared")
+            assert len(sp.runs(server, DAG)) == 3  # the reset, the Sync now and the clear: no other run
         except Exception:
             screenshot("failure")
             raise

@@ -57,7 +57,8 @@ CSS = """<style>
       gap: .25rem 1rem; margin-bottom: .75rem; }
   table { border-collapse: collapse; width: 100%; margin: .25rem 0 1rem; }
   th, td { text-align: left; padding: .4rem .5rem; border-bottom: 1px solid var(--line); vertical-align: top;
-      overflow-wrap: anywhere; }
+      overflow-wrap: break-word; }
+  .anywhere { overflow-wrap: anywhere; }
   th { font-weight: 600; font-size: .8rem; color: var(--fg-muted); background: var(--bg-subtle); }
   td.num, th.num { text-align: right; white-space: nowrap; }
   .badge { display: inline-block; padding: 0 .45rem; border-radius: .6rem; font-size: .75rem;
@@ -81,7 +82,7 @@ CSS = """<style>
   .card { border: 1px solid var(--line); border-radius: .5rem; padding: .75rem 1rem; margin: .75rem 0;
       background: var(--bg); }
   .card > :first-child { margin-top: 0; } .card > :last-child { margin-bottom: 0; }
-  .note { border-left: 3px solid var(--line); padding: .15rem .6rem; margin: .4rem 0; }
+  .note { border-left: 3px solid var(--line); padding: .15rem .6rem; margin: .4rem 0; overflow-wrap: anywhere; }
   .note.bad { border-color: var(--bad); } .note.warn { border-color: var(--warn); }
   .status { min-height: 1.2em; overflow-wrap: anywhere; }
   .dialog { position: fixed; inset: 0; background: var(--overlay); display: flex; align-items: center;

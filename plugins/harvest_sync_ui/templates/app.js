@@ -61,10 +61,13 @@
     $("#confirm-title").textContent = title;
     $("#confirm-text").textContent = text;
     $("#confirm-ok").textContent = okLabel || "Confirm";
+    $("#confirm-ok").className = typedName ? "danger" : "primary"; // typing the name: something goes for good
     const typedWrap = $("#confirm-typed-wrap");
     const typed = $("#confirm-typed");
     typedWrap.hidden = !typedName;
     typed.value = "";
+    typed.removeAttribute("aria-invalid");
+    typed.oninput = () => typed.removeAttribute("aria-invalid");
     dialog.hidden = false;
     (typedName ? typed : $("#confirm-ok")).focus();
     return new Promise((resolve) => {
