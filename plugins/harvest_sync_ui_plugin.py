@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from airflow.plugins_manager import AirflowPlugin
-from harvest_sync_ui.app import URL_PREFIX, app
+from harvest_sync_ui.app import NAV_LABEL, URL_PREFIX, app
 
 
 class HarvestSyncUiPlugin(AirflowPlugin):
@@ -17,7 +17,8 @@ class HarvestSyncUiPlugin(AirflowPlugin):
     fastapi_apps: ClassVar[list] = [{"app": app, "url_prefix": URL_PREFIX, "name": "Harvest sync"}]
     external_views: ClassVar[list] = [
         {
-            "name": "Harvest sync",
+            # The navigation shows about seven characters under the icon: "Harvest sync" was cut to "Harvest s…".
+            "name": NAV_LABEL,
             # Relative (no leading slash): resolved against the UI's base URL, so a sub-path deployment works.
             "href": URL_PREFIX.lstrip("/") + "/",
             "destination": "nav",

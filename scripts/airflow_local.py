@@ -57,10 +57,11 @@ MARKER = "AIRFLOW_LOCAL_ID"  # set in the environment of every process we start 
 PID_FILE = "airflow-local.pid"
 POOL = (HARVEST_POOL, str(HARVEST_POOL_SLOTS), HARVEST_POOL_DESCRIPTION)
 SERVICES = ("api-server", "scheduler", "dag-processor", "triggerer")
-# Simple auth manager users (user:role). "viewer" may read but not trigger: the UI page's permission check.
-USERS = {"admin": "admin", "viewer": "viewer"}
+# Simple auth manager users (user:role). "viewer" may read but not trigger: the UI page's permission check;
+# "manager" (role user) may trigger and edit DAGs but is no administrator: the Harvest sync page's story.
+USERS = {"admin": "admin", "viewer": "viewer", "manager": "user"}
 # The same users under the FAB auth manager (user: FAB role), created with `airflow users create`.
-FAB_USERS = {"admin": "Admin", "viewer": "Viewer"}
+FAB_USERS = {"admin": "Admin", "viewer": "Viewer", "manager": "User"}
 AUTH_MANAGERS = {
     "simple": "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager",
     "fab": FAB_AUTH_MANAGER,
@@ -684,7 +685,8 @@ def run(args: argparse.Namespace) -> int:
         print(
             f"\nAirflow {server.url}  (ready in {time.monotonic() - started:.0f} s, {server.auth} auth manager)\n"
             f"  login:        admin / {server.passwords['admin']}"
-            f"   (read-only: viewer / {server.passwords['viewer']})\n"
+            f"   (read-only: viewer / {server.passwords['viewer']};"
+            f" trigger and set up, not admin: manager / {server.passwords['manager']})\n"
             f"{fab_note}"
             f"  Harvest sync: {server.url}/plugin/harvest-sync\n"
             f"  REST API:     {server.url}/api/v2  (token: POST {server.url}/auth/token)\n"

@@ -121,12 +121,13 @@ def wait_for_run(server: AirflowLocal, dag_id: str, run_id: str, timeout: float 
     deadline = time.monotonic() + timeout
     run: dict = {}
     while time.monotonic() < deadline:
-        answer = api.get(server.url + run_path(dag_id, run_id), timeout=10)
+        # A long read timeout: the API server's first task start after it started blocks it for seconds.
+        answer = api.get(server.url + run_path(dag_id, run_id), timeout=60)
         assert answer.status_code == 200, answer.text
         run = answer.json()
         if run["state"] in TERMINAL:
             return run
-        tasks = api.get(f"{server.url}{run_path(dag_id, run_id)}/taskInstances", timeout=10).json()
+        tasks = api.get(f"{server.url}{run_path(dag_id, run_id)}/taskInstances", timeout=60).json()
         for ti in tasks.get("task_instances", []):
             if ti["state"] in ("up_for_retry", "failed"):
                 log = task_log(server, dag_id, run_id, ti["task_id"], ti["try_number"] or 1)

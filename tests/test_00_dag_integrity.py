@@ -1,5 +1,7 @@
 """DAG integrity over the DagBag: named test_00 so that it runs first in the suite."""
 
+import datetime as dt
+
 import pytest
 
 pytestmark = pytest.mark.db
@@ -46,3 +48,31 @@ def test_parse_with_database_down_and_no_cache_gives_no_dags_and_no_error(dagbag
     monkeypatch.setenv("AIRFLOW_CONN_PRIMETRIC_DB", "postgresql://postgres@127.0.0.1:1/nowhere")
     bag = dagbag()
     assert bag.import_errors == {} and bag.dags == {}
+
+
+def test_the_daily_schedule_is_the_project_s_setting_and_starts_when_it_was_armed(linked, dagbag):
+    armed = dt.datetime(2026, 11, 30, 19, 42, 7, tzinfo=dt.UTC)
+    linked.sql("UPDATE primetric.harvest_settings SET daily_schedule_since = %s WHERE project_id = 7", (armed,))
+    linked.sql("UPDATE primetric.harvest_settings SET daily_schedule = false WHERE project_id = 8")
+    bag = dagbag()
+    daily, on_demand = bag.dags["harvest_sync_7"], bag.dags["harvest_sync_8"]
+    assert daily.schedule == "@daily" and daily.start_date == armed  # no daily run is due before it
+    assert on_demand.schedule is None  # runs only when triggered: unpausing it starts nothing
+    assert "**Schedule:** daily at 00:00 UTC" in daily.doc_md
+    assert "**Schedule:** none: runs only when triggered" in on_demand.doc_md
+
+
+def test_the_dag_s_docs_say_how_each_kind_of_run_behaves(linked, dagbag):
+    doc = dagbag().dags["harvest_sync_7"].doc_md
+    assert "Runs daily, incrementally" not in doc
+    for kind in (
+        "*Daily run*",
+        "*Weekly full reconcile*",
+        "*First run of the project*",
+        "*Reset and sync*",
+        "*Backfill*",
+        "*Clear data*",
+        "reconcile window",
+        "exactly the spent_dates of its data interval",
+    ):
+        assert kind in doc, kind

@@ -46,8 +46,14 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def airflow_api(tmp_path_factory):
-    """`airflow api-server` on a free port, temp AIRFLOW_HOME (SQLite metadata DB), users admin and vic."""
+def airflow_api(tmp_path_factory, template_db):
+    """`airflow api-server` on a free port, temp AIRFLOW_HOME (SQLite metadata DB), users admin and vic, and a
+    Primetric database of its own (the install claims each OAuth state there once)."""
+    from tests.fixtures import PG, _admin
+
+    states_db = f"primetric_install_{os.getpid()}"
+    _admin(f"DROP DATABASE IF EXISTS {states_db} WITH (FORCE)")
+    _admin(f"CREATE DATABASE {states_db} TEMPLATE {template_db}")
     home = tmp_path_factory.mktemp("airflow-install")
     (home / "passwords.json").write_text(json.dumps({"admin": "admin-pw", "vic": "vic-pw"}))
     port = _free_port()
@@ -67,6 +73,7 @@ def airflow_api(tmp_path_factory):
             "OAUTHLIB_INSECURE_TRANSPORT": "1",  # the simulated Harvest ID speaks http on 127.0.0.1
             "PATH": f"{BIN}:{os.environ['PATH']}",
             "PRIMETRIC_DAG_CACHE": str(home / "cache" / "dags.json"),
+            "AIRFLOW_CONN_PRIMETRIC_DB": f"{PG}/{states_db}",
         }
     )
     subprocess.run([str(BIN / "airflow"), "db", "migrate"], env=env, check=True, capture_output=True, timeout=300)
@@ -106,6 +113,7 @@ def airflow_api(tmp_path_factory):
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(10)
         log.close()
+        _admin(f"DROP DATABASE IF EXISTS {states_db} WITH (FORCE)")
 
 
 def test_install_in_the_browser_then_a_dag_run_syncs(airflow_api, world):

@@ -49,8 +49,9 @@ def api(airflow_db, tmp_path_factory):
 
 
 @pytest.fixture
-def admin(api, monkeypatch):
-    """A browser-like client signed in as the Airflow administrator (the UI's ``_token`` cookie)."""
+def admin(api, monkeypatch, primetric_db):
+    """A browser-like client signed in as the Airflow administrator (the UI's ``_token`` cookie); the Primetric
+    database (where each OAuth state is claimed once) is a fresh one."""
     from fastapi.testclient import TestClient
 
     monkeypatch.setenv("OAUTHLIB_INSECURE_TRANSPORT", "1")
@@ -266,12 +267,58 @@ def test_several_accounts_the_administrator_chooses(admin, harvest, harvest_id):
     assert stored()["extra"]["account_id"] == ACCOUNT_ID
 
 
-def test_connection_hidden_by_an_environment_variable_is_reported(admin, harvest, harvest_id, monkeypatch):
+def test_connection_hidden_by_an_environment_variable_disables_authorize_and_says_why(
+    admin, harvest, harvest_id, monkeypatch
+):
+    location = start(admin, harvest, harvest_id)  # an install started before the variable appeared
+    started = admin.cookies.get("harvest_install")
     monkeypatch.setenv("AIRFLOW_CONN_HARVEST_DEFAULT", json.dumps({"conn_type": "http", "password": "pat"}))
-    assert "AIRFLOW_CONN_HARVEST_DEFAULT" in admin.get(f"{PREFIX}/").text
-    page = back(admin, consent(start(admin, harvest, harvest_id), harvest_id))
-    assert page.status_code == 400 and "environment variable AIRFLOW_CONN_HARVEST_DEFAULT" in page.text
+    page = admin.get(f"{PREFIX}/").text
+    assert "environment variable AIRFLOW_CONN_HARVEST_DEFAULT" in page and "can never take effect" in page
+    assert 'id="authorize" disabled' in page and "Authorize is disabled" in page
+    refused = admin.post(f"{PREFIX}/authorize", data={"client_id": DEFAULT_CLIENT_ID, "client_secret": "s"})
+    assert refused.status_code == 409 and "AIRFLOW_CONN_HARVEST_DEFAULT" in refused.text
+    assert "location" not in refused.headers  # not sent to Harvest
+    admin.cookies.set("harvest_install", started)
+    finished = back(admin, consent(location, harvest_id))
+    assert finished.status_code == 400 and "environment variable AIRFLOW_CONN_HARVEST_DEFAULT" in finished.text
     assert stored() is None
+
+
+@pytest.mark.parametrize("field", ["api_url", "id_url"])
+def test_an_http_harvest_url_is_refused_saying_it_must_be_https(admin, harvest, harvest_id, monkeypatch, field):
+    monkeypatch.delenv("OAUTHLIB_INSECURE_TRANSPORT")  # as in production: oauthlib refuses http
+    form = {"client_id": DEFAULT_CLIENT_ID, "client_secret": "s", "api_url": "https://api.harvestapp.com",
+            "id_url": "https://id.getharvest.com", field: "http://id.example.test"}  # fmt: skip
+    answer = admin.post(f"{PREFIX}/authorize", data=form)
+    label = "Harvest API URL" if field == "api_url" else "Harvest ID URL"
+    assert answer.status_code == 400, answer.text
+    assert f"{label} must be an https:// URL" in html.unescape(answer.text) and "http://id.example.test" in answer.text
+    assert stored() is None
+
+
+def test_a_replayed_callback_is_refused_before_harvest_is_asked_again(admin, harvest, harvest_id):
+    location = consent(start(admin, harvest, harvest_id), harvest_id)
+    cookie = admin.cookies.get("harvest_install")
+    assert back(admin, location).status_code == 200 and stored() is not None
+    assert harvest_id.grants("authorization_code", status=None) == 1
+    admin.cookies.set("harvest_install", cookie)  # the same callback, the same cookie, again
+    replay = back(admin, location)
+    assert replay.status_code == 400 and "already used" in replay.text
+    assert harvest_id.grants("authorization_code", status=None) == 1  # the code was not even tried again
+
+
+def test_the_install_page_may_be_framed_by_airflow_only(admin, api):
+    from fastapi.testclient import TestClient
+
+    anonymous = TestClient(api.app, follow_redirects=False)
+    for answer in (
+        admin.get(f"{PREFIX}/"),
+        admin.get(f"{PREFIX}/callback?code=x&state=y"),
+        anonymous.get(f"{PREFIX}/"),
+    ):
+        assert answer.headers["content-security-policy"] == "frame-ancestors 'self'", answer.status_code
+        assert answer.headers["x-frame-options"] == "SAMEORIGIN"
 
 
 def test_pending_install_of_another_airflow_user_is_refused(admin, api, harvest, harvest_id):

@@ -62,10 +62,13 @@ WITH sync_assignment AS (
 SELECT count(*) FILTER (WHERE inserted) AS inserted, count(*) FILTER (WHERE NOT inserted) AS updated FROM upserted;
 
 -- What Harvest no longer lists inside the run's prune window is gone (deleted, or moved to a project
--- not linked here): its work log goes too.
+-- not linked here): its work log goes too. Only work logs of Harvest projects still linked are listed:
+-- those of a Harvest project unlinked since stay until "Clear data".
 -- name: prune_worklogs
 DELETE FROM primetric.worklogs w
 WHERE w.project_id = %(project_id)s AND w.harvest_time_entry_id IS NOT NULL
+  AND w.harvest_project_id IN (SELECT l.harvest_project_id FROM primetric.harvest_project_links l
+                               WHERE l.project_id = %(project_id)s)
   AND (%(prune_from)s::date IS NULL OR w.work_date >= %(prune_from)s::date)
   AND (%(prune_to)s::date IS NULL OR w.work_date <= %(prune_to)s::date)
   AND NOT EXISTS (SELECT 1 FROM {entries} e WHERE e.harvest_time_entry_id = w.harvest_time_entry_id);

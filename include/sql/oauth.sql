@@ -50,3 +50,12 @@ FROM harvest_sync.oauth_tokens
 WHERE seed_sha256 = %(seed_sha256)s
 ORDER BY refreshed_at DESC NULLS LAST
 LIMIT 1;
+
+-- The install page's OAuth2 states are single-use: the first callback with a state claims it (a replayed
+-- callback finds it claimed). States older than a day can no longer come back (the pending install cookie
+-- expires after 15 minutes): they go.
+-- name: claim_state
+WITH old AS (DELETE FROM harvest_sync.oauth_states WHERE used_at < now() - interval '1 day')
+INSERT INTO harvest_sync.oauth_states (state_sha256) VALUES (%(state_sha256)s)
+ON CONFLICT (state_sha256) DO NOTHING
+RETURNING used_at;

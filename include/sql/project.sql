@@ -24,11 +24,13 @@ WHERE project_id = %(project_id)s AND harvest_time_entry_id IS NOT NULL;
 SELECT id AS assignment_id, employee_id, start_date, end_date, created_by_sync
 FROM primetric.assignments WHERE project_id = %(project_id)s;
 
--- Every enabled linked project, for DAG generation: one cheap query at parse time.
+-- Every enabled linked project, for DAG generation: one cheap query at parse time. The daily schedule
+-- is a project setting (schedule "@daily" or none); daily_schedule_since becomes the DAG's start_date.
 -- name: linked_projects
 SELECT s.project_id, p.name,
        COALESCE((SELECT array_agg(l.harvest_project_id ORDER BY l.harvest_project_id)
-                 FROM primetric.harvest_project_links l WHERE l.project_id = s.project_id), '{}') AS harvest_project_ids
+                 FROM primetric.harvest_project_links l WHERE l.project_id = s.project_id), '{}') AS harvest_project_ids,
+       s.daily_schedule, s.daily_schedule_since
 FROM primetric.harvest_settings s JOIN primetric.projects p ON p.id = s.project_id
 WHERE s.enabled
 ORDER BY s.project_id;

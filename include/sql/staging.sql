@@ -102,6 +102,8 @@ SELECT w.harvest_time_entry_id, w.harvest_project_id, w.harvest_user_id, NULL, w
 FROM primetric.worklogs w
 WHERE w.project_id = %(project_id)s
   AND w.harvest_user_id = ANY(%(recheck_users)s::bigint[])
+  AND w.harvest_project_id IN (SELECT l.harvest_project_id FROM primetric.harvest_project_links l  -- unlinked: kept
+                               WHERE l.project_id = %(project_id)s)
   AND NOT EXISTS (SELECT 1 FROM {entries} e WHERE e.harvest_time_entry_id = w.harvest_time_entry_id)
   AND (NOT %(prune)s OR w.work_date < %(prune_from)s::date OR w.work_date > %(prune_to)s::date);
 

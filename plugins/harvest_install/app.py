@@ -14,7 +14,9 @@ cookie encrypted with Airflow's Fernet key, bound to the Airflow user who starte
 the API server's memory, so it works with several API server workers or replicas.
 
 Every route requires an Airflow administrator (:mod:`primetric_harvest.web_auth`): anonymous browsers
-are sent to the login page, others get 401/403.
+are sent to the login page, others get 401/403. Only Airflow's own UI may frame the pages (``frame-ancestors
+'self'``), form posts from another origin are refused, and each ``state`` Harvest sends back is accepted once,
+on the server (``harvest_sync.oauth_states``): a replayed callback with the same cookie is refused.
 """
 
 from __future__ import annotations
@@ -29,19 +31,22 @@ from fastapi import Depends, FastAPI, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from primetric_harvest import oauth_install as install
+from primetric_harvest import web_look
 from primetric_harvest.harvest_api import DEFAULT_BASE_URL, DEFAULT_ID_URL
 from primetric_harvest.names import HARVEST_CONN_ID
 from primetric_harvest.oauth_tokens import HarvestOAuthError, encrypt, fernet, mask
-from primetric_harvest.web_auth import login_redirect, require_admin, user_name
+from primetric_harvest.web_auth import login_redirect, own_origins, protect_pages, require_admin, user_name
 
 PENDING_COOKIE = "harvest_install"
 PENDING_TTL = 900  # seconds an install may take from "Authorize" to the end
 
 app = FastAPI(title="Install Harvest", docs_url=None, redoc_url=None, openapi_url=None)
+protect_pages(app)
 _templates = jinja2.Environment(
     loader=jinja2.FileSystemLoader(Path(__file__).resolve().parent / "templates"),
     autoescape=jinja2.select_autoescape(default=True),
 )
+_templates.globals["airflow_look"] = web_look.HEAD
 
 
 def render(name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
@@ -117,11 +122,19 @@ def _load_pending(request: Request, user: Any) -> dict:
 
 
 def _same_origin(request: Request) -> None:
-    """Refuse form posts from another site (the Lax session cookie already keeps most of them out)."""
+    """Refuse form posts from another origin (the Lax session cookie already keeps cross-site ones out)."""
     origin = (request.headers.get("origin") or "").rstrip("/")
-    allowed = {f"{request.url.scheme}://{request.url.netloc}", "/".join(page_base(request).split("/")[:3])}
+    allowed = own_origins(request) | {"/".join(page_base(request).split("/")[:3])}
     if origin and origin not in allowed:
-        raise HTTPException(403, f"Cross-site form post from {origin} refused.")
+        raise HTTPException(403, f"Cross-site form post from {origin[:100]} refused.")
+
+
+def _shadowed_message(shadow: str) -> str:
+    return (
+        f"The environment variable {shadow} defines connection {HARVEST_CONN_ID!r} on this server and hides the one "
+        "this page would store, so an install here can never take effect: remove the variable (on every Airflow "
+        "component), restart them, and reload this page."
+    )
 
 
 def _error(request: Request, message: str, status_code: int = 400) -> HTMLResponse:
@@ -140,6 +153,7 @@ def index(request: Request, user: Admin) -> HTMLResponse:
     status = install.installation_status()
     return render(
         "install.html",
+        shadowed=_shadowed_message(status["shadowed_by"]) if status.get("shadowed_by") else None,
         user=user_name(user),
         redirect_url=redirect_uri(request),
         status=status,
@@ -161,6 +175,9 @@ def authorize(
     _same_origin(request)
     client_id, client_secret = client_id.strip(), client_secret.strip()
     mask(client_secret)
+    shadow = install.connection_shadowed_by_env(HARVEST_CONN_ID)
+    if shadow:
+        return _error(request, _shadowed_message(shadow), status_code=409)
     if not client_id or not client_secret:
         return _error(request, "Enter both the Client ID and the Client secret Harvest shows for your application.")
     for label, value in (("Client ID", client_id), ("Client secret", client_secret)):
@@ -172,8 +189,9 @@ def authorize(
             )
     api_url, id_url = api_url.strip(), id_url.strip()
     for label, url in (("Harvest API URL", api_url), ("Harvest ID URL", id_url)):
-        if not install.is_http_url(url):
-            return _error(request, f"{label} must be an http(s) URL with a host, not {url[:200]!r}.")
+        refusal = install.url_refusal(label, url)
+        if refusal:
+            return _error(request, refusal)
     state = install.new_state()
     target = install.authorization_url(client_id, redirect_uri(request), state, id_url.strip().rstrip("/"))
     response = RedirectResponse(target, status_code=303)
@@ -209,6 +227,11 @@ def callback(
                 "The answer from Harvest does not belong to the installation started in this browser (state "
                 "mismatch, a possible cross-site request forgery): nothing was stored. Start again."
             )
+        if not install.claim_state(state):
+            raise HarvestOAuthError(
+                "This answer from Harvest was already used (a reloaded or replayed callback): nothing was stored "
+                "this time. Start again if the installation did not finish."
+            )
         if error:
             reason = "you denied access" if error == "access_denied" else (error_description or error)
             raise HarvestOAuthError(f"Harvest did not authorize the integration: {reason}. Nothing was stored.")
@@ -241,6 +264,8 @@ def choose_account(request: Request, user: Admin, account_id: Annotated[str, For
     _same_origin(request)
     try:
         pending = _load_pending(request, user)
+        if not install.claim_state(pending["state"] + ":account"):
+            raise HarvestOAuthError("The account of this installation was already chosen: start again.")
         chosen = [a for a in pending.get("accounts") or [] if a["id"] == account_id.strip()]
         if not chosen:
             raise HarvestOAuthError(f"Account {account_id!r} is not one the authorization gave access to.")

@@ -28,13 +28,39 @@ DEFAULT_ARGS = {
     "retry_exponential_backoff": True,
 }
 
+FIRST_START = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)  # projects linked before the page armed their schedule
+DAILY = "daily at 00:00 UTC (the project's *Daily sync* setting on the Harvest sync page)."
+ON_DEMAND = "none: runs only when triggered (*Daily sync* is off on the Harvest sync page)."
+
 DOC = """\
 ### Harvest → Primetric work logs: {name} (project {project_id})
 
 Copies the Harvest time entries of Harvest project(s) **{harvest}** into Primetric work logs of
-project **{name}**, matching people by e-mail. Runs daily, incrementally (entries updated since the
-last run). People Harvest knows but Primetric does not are listed in `primetric.missing_teammates`
-and named in the `report` task's log.
+project **{name}**, matching people by e-mail. People who log time in Harvest but cannot get work logs
+(no Primetric manager or employee with their e-mail; not assigned while the project prevents new
+assignments) are the project's *missing teammates*: listed on the Harvest sync page, in
+`primetric.missing_teammates` and in the `report` task's log.
+
+**Schedule:** {schedule}
+
+**What each kind of run does** (per linked Harvest project):
+
+- *Daily run* (scheduled): lists every entry of the last `reconcile_window_days` (60 by default) of
+  spent_dates in full (the *reconcile window*), plus older entries updated since the high-water mark;
+  upserts what changed and deletes the synced work logs in the window that Harvest no longer lists.
+- *Weekly full reconcile* (a daily run, every `full_reconcile_every_days`, 7 by default): lists every
+  entry from `sync_since`; anything Harvest no longer lists goes.
+- *First run of the project*: every entry from `sync_since` (or the project's start date).
+- *Reset and sync* (trigger with `{{"since": "YYYY-MM-DD"}}`, or the page's "Save, reset and sync all work
+  logs"): every entry from `since` replaces the project's synced work logs, in one transaction; `since`
+  becomes `sync_since`.
+- *Backfill* over a date range: each run replaces exactly the spent_dates of its data interval.
+- *Clear data* (trigger with `{{"clear_data": true, "confirm_project_name": "{name}"}}`): fetches nothing;
+  deletes the project's synced work logs, the assignments the sync created that hold none, the entries
+  kept aside and the high-water mark.
+
+Hand-made work logs and assignments are never changed. The work logs of a Harvest project unlinked since
+stay until *Clear data*.
 
 **Trigger with config** (only these keys, spelled exactly; anything else is refused)
 - `since` (YYYY-MM-DD, up to today): *reset and sync* — replaces this project's synced work logs with
@@ -96,8 +122,11 @@ def build_dag(project: LinkedProject) -> DAG:
     with DAG(
         dag_id=dag_id(project_id),
         description=f"Harvest time entries → Primetric work logs of {project.name}",
-        schedule="@daily",
-        start_date=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
+        # The daily schedule is the project's setting (Harvest sync page): Airflow's pause stays the operator's
+        # switch. Its start is when the schedule was (re)armed, so appearing or being unpaused starts no missed
+        # daily run.
+        schedule="@daily" if project.daily_schedule else None,
+        start_date=project.daily_schedule_since or FIRST_START,
         catchup=False,
         max_active_runs=1,
         tags=[*DAG_TAGS, f"project:{project_id}"],
@@ -109,6 +138,7 @@ def build_dag(project: LinkedProject) -> DAG:
             harvest_conn=HARVEST_CONN_ID,
             primetric_conn=PRIMETRIC_CONN_ID,
             harvest=", ".join(map(str, project.harvest_project_ids)) or "none yet",
+            schedule=DAILY if project.daily_schedule else ON_DEMAND,
         ),
         params=trigger_form(project.name),
     ) as dag:

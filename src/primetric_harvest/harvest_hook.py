@@ -382,6 +382,11 @@ class HarvestHook(BaseHook):
         # No is_active filter: archived people still own time entries.
         return self.paginate("users", "users")
 
+    def projects(self) -> Iterator[list[dict]]:
+        """Every project of the account page by page, active and archived (no is_active filter): the Harvest
+        sync page offers them to link."""
+        return self.paginate("projects", "projects")
+
     def time_entries(self, **filters: Any) -> Iterator[list[dict]]:
         """Yield a listing's entries page by page, complete even while people add, edit or delete entries.
 

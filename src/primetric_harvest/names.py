@@ -27,6 +27,7 @@ HARVEST_POOL = "harvest_api"
 HARVEST_POOL_SLOTS = 4
 HARVEST_POOL_DESCRIPTION = "Harvest API calls (one account)"
 
+DAG_FILE = "harvest_sync.py"  # dags/harvest_sync.py: the one DAG file that holds every project's DAG
 DAG_ID_PREFIX = "harvest_sync_"
 DAG_TAGS = ("harvest", "primetric", "sync")
 _DAG_ID = re.compile(rf"^{DAG_ID_PREFIX}(\d+)$")

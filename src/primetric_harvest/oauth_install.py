@@ -26,6 +26,7 @@ import requests
 from oauthlib.oauth2.rfc6749 import errors as oauth_errors
 from requests_oauthlib import OAuth2Session
 
+from primetric_harvest.db import connect, query
 from primetric_harvest.harvest_api import (
     DEFAULT_BASE_URL,
     DEFAULT_ID_URL,
@@ -35,7 +36,7 @@ from primetric_harvest.harvest_api import (
     is_oauth_connection,
 )
 from primetric_harvest.harvest_hook import HarvestHook, StaticToken
-from primetric_harvest.names import HARVEST_CONN_ID
+from primetric_harvest.names import HARVEST_CONN_ID, PRIMETRIC_CONN_ID
 from primetric_harvest.oauth_tokens import (
     TOKEN_PATH,
     HarvestOAuthError,
@@ -43,6 +44,7 @@ from primetric_harvest.oauth_tokens import (
     id_headers,
     mask,
     server_error_hook,
+    sha256,
     token_set,
 )
 
@@ -63,6 +65,41 @@ def authorization_url(client_id: str, redirect_uri: str, state: str, id_url: str
 
 def new_state() -> str:
     return secrets.token_urlsafe(24)
+
+
+def claim_state(state: str, conn_id: str = PRIMETRIC_CONN_ID) -> bool:
+    """Record that an OAuth2 ``state`` has come back; False if it already had (a replayed callback).
+
+    Kept in the Primetric database (``harvest_sync.oauth_states``, a hash only), which every API server
+    worker and replica shares, like the token store.
+    """
+    try:
+        with connect(conn_id, autocommit=True) as conn:
+            row = conn.execute(query("oauth", "claim_state"), {"state_sha256": sha256(state)}).fetchone()
+    except Exception as exc:  # noqa: BLE001 - no connection, database down: say what is needed
+        raise HarvestOAuthError(
+            f"The install records each Harvest answer once in the Primetric database (connection {conn_id!r}), "
+            f"which could not be reached ({type(exc).__name__}): fix the connection and start again."
+        ) from None
+    return row is not None
+
+
+def insecure_transport_allowed() -> bool:
+    """oauthlib's own switch for a local test Harvest ID over http (never set it in production)."""
+    return os.environ.get("OAUTHLIB_INSECURE_TRANSPORT", "").lower() in ("1", "true", "yes")
+
+
+def url_refusal(label: str, url: str) -> str | None:
+    """Why ``url`` cannot be a Harvest URL of the install (it must be https, with a host), or None."""
+    shown = url if len(url) <= 80 else url[:79] + "…"
+    if not is_http_url(url):
+        return f"{label} must be an https:// URL with a host, not {shown!r}."
+    if url.startswith("https://") or (url.startswith("http://") and insecure_transport_allowed()):
+        return None
+    return (
+        f"{label} must be an https:// URL (Harvest's are {DEFAULT_BASE_URL} and {DEFAULT_ID_URL}), not {shown!r}: "
+        "OAuth2 sends the client secret and the tokens over it."
+    )
 
 
 def exchange_code(

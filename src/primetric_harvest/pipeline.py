@@ -28,6 +28,7 @@ from primetric_harvest.db import connect, one_row, query
 from primetric_harvest.harvest_hook import HarvestHook
 from primetric_harvest.names import HARVEST_CONN_ID, PRIMETRIC_CONN_ID
 from primetric_harvest.plan import SyncRequest, new_high_water_mark, parse_sync_request, plan_sync, superseded
+from primetric_harvest.progress import RunProgress
 from primetric_harvest.rate_limit import PostgresRateLimiter
 from primetric_harvest.results import (
     Extracted,
@@ -185,6 +186,8 @@ def extract(
             settings = HarvestHook.settings_for(harvest_conn_id)
             limiter = PostgresRateLimiter(limiter_conn, settings.account_id, *settings.rate_limit)
             hook = HarvestHook(harvest_conn_id, context=where, settings=settings, rate_limiter=limiter)
+            progress = RunProgress(limiter_conn, project_id, run_id)  # pages so far, for the Harvest sync page
+            progress.start()
             hook.require_administrator()
             # Harvest's clock before the first listing: whatever changes after it, the next run sees.
             harvest_time_at_start = hook.last_response_date
@@ -215,9 +218,9 @@ def extract(
             for harvest_project_id in harvest_project_ids:
                 for listing in plan.listings:
                     for page in _prefetch(hook.time_entries(project_id=harvest_project_id, **listing.filters())):
-                        entries_fetched += _copy(
-                            cur, query("staging", "copy_entries", **staging.names()), read.entries(page)
-                        )
+                        copied = _copy(cur, query("staging", "copy_entries", **staging.names()), read.entries(page))
+                        entries_fetched += copied
+                        progress.page(copied)
         # A token demoted while we listed would have seen part of the entries, silently: ask again.
         hook.require_administrator()
         conn.commit()

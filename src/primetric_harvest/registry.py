@@ -6,6 +6,7 @@ down, or slow, never makes the DAGs vanish or the parse hang: the last good answ
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import os
@@ -25,6 +26,8 @@ class LinkedProject:
     project_id: int
     name: str
     harvest_project_ids: tuple[int, ...]
+    daily_schedule: bool = True  # the project's setting: a daily run, or runs only when triggered
+    daily_schedule_since: dt.datetime | None = None  # no daily run is due before it (the DAG's start_date)
 
 
 def cache_path() -> Path:
@@ -35,7 +38,16 @@ def cache_path() -> Path:
 def _read_cache(path: Path) -> list[LinkedProject] | None:
     try:
         data = json.loads(path.read_text())
-        return [LinkedProject(p["project_id"], p["name"], tuple(p["harvest_project_ids"])) for p in data]
+        return [
+            LinkedProject(
+                p["project_id"],
+                p["name"],
+                tuple(p["harvest_project_ids"]),
+                bool(p.get("daily_schedule", True)),
+                dt.datetime.fromisoformat(p["daily_schedule_since"]) if p.get("daily_schedule_since") else None,
+            )
+            for p in data
+        ]
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
@@ -44,7 +56,7 @@ def _write_cache(path: Path, projects: list[LinkedProject]) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as tmp:
-            json.dump([asdict(p) for p in projects], tmp)
+            json.dump([asdict(p) for p in projects], tmp, default=dt.datetime.isoformat)
         os.replace(tmp.name, path)  # atomic: a parallel parse never reads half a file
     except OSError as exc:
         log.warning("could not write the linked-project cache %s: %s", path, exc)
@@ -60,7 +72,7 @@ def linked_projects(conn_id: str = PRIMETRIC_CONN_ID, timeout: int = PARSE_TIMEO
             connect_timeout=timeout,
         ) as conn:
             rows = conn.execute(query("project", "linked_projects")).fetchall()
-        projects = [LinkedProject(int(r[0]), r[1], tuple(int(h) for h in r[2])) for r in rows]
+        projects = [LinkedProject(int(r[0]), r[1], tuple(int(h) for h in r[2]), bool(r[3]), r[4]) for r in rows]
     except Exception as exc:  # noqa: BLE001 - any failure here must fall back, never break the parse
         cached = _read_cache(path)
         log.warning(

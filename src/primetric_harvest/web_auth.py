@@ -42,15 +42,17 @@ the login page with :func:`login_redirect`.
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated, Any
 
-from fastapi import Depends, HTTPException, Request, status
-from fastapi.responses import RedirectResponse
+from fastapi import Depends, FastAPI, HTTPException, Request, status
+from fastapi.responses import JSONResponse, RedirectResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from primetric_harvest.names import HARVEST_CONN_ID
 
 _bearer = HTTPBearer(auto_error=False)
+log = logging.getLogger(__name__)
 
 
 async def require_user(
@@ -232,3 +234,55 @@ def user_name(user: Any) -> str:
 def login_redirect(request: Request) -> RedirectResponse:
     """A redirect to the auth manager's login page that comes back to this request's URL."""
     return RedirectResponse(_auth_manager().get_url_login(next_url=str(request.url)), status_code=303)
+
+
+# -- pages that only Airflow's UI may frame, writes that only our own pages may send ------------------------
+FRAME_HEADERS = {
+    "Content-Security-Policy": "frame-ancestors 'self'",
+    "X-Frame-Options": "SAMEORIGIN",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+}
+
+
+def protect_pages(app: FastAPI) -> None:
+    """Send :data:`FRAME_HEADERS` with every answer of ``app``, errors included."""
+
+    @app.middleware("http")
+    async def _frame_headers(request: Request, call_next):
+        response = await call_next(request)
+        response.headers.update(FRAME_HEADERS)
+        return response
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception):
+        # Starlette answers an unhandled error outside the middleware above: set the headers here too.
+        log.exception("%s %s failed", request.method, request.url.path)
+        return JSONResponse(
+            status_code=500,
+            content={"detail": f"Unexpected error ({type(exc).__name__}); the API server's log has the details."},
+            headers=FRAME_HEADERS,
+        )
+
+
+def own_origins(request: Request) -> set[str]:
+    """The origins our pages are served from: the request's, and [api] base_url's behind a proxy."""
+    from airflow.configuration import conf
+
+    origins = {f"{request.url.scheme}://{request.url.netloc}"}
+    base = (conf.get("api", "base_url", fallback="") or "").strip()
+    if "://" in base:
+        scheme, rest = base.split("://", 1)
+        origins.add(f"{scheme}://{rest.split('/', 1)[0]}")
+    return origins
+
+
+def require_same_origin(request: Request) -> None:
+    """403 for a write sent from a page of another origin (a browser names it in Origin / Sec-Fetch-Site)."""
+    origin = (request.headers.get("origin") or "").rstrip("/")
+    fetched_from = request.headers.get("sec-fetch-site", "")
+    if (origin and origin not in own_origins(request)) or fetched_from in ("cross-site", "same-site"):
+        raise HTTPException(
+            status_code=status.HTTP_403_FORBIDDEN,
+            detail=f"Refused: a request from another site ({origin or fetched_from}) may not change anything here.",
+        )
