@@ -107,6 +107,18 @@ def wait_for_end(server: AirflowLocal, dag_id: str, run_id: str, timeout: float 
     pytest.fail(f"run {run_id} of {dag_id} still {run.get('state')!r} after {timeout:.0f} s")
 
 
+def wait_ready(base: str, headers: dict, project_id: int, timeout: float = 120) -> dict:
+    """The page's view of the project's DAG once it is as the settings say (parsed; no missed daily run due)."""
+    deadline = time.monotonic() + timeout
+    dag: dict = {}
+    while time.monotonic() < deadline:
+        dag = requests.get(f"{base}/api/projects/{project_id}/dag", headers=headers, timeout=10).json()
+        if dag["ready"] and not (dag["dag"] or {}).get("run_due"):
+            return dag
+        time.sleep(1)
+    pytest.fail(f"project {project_id}'s DAG is not as its settings say after {timeout} s: {dag}")
+
+
 def runs(server: AirflowLocal, dag_id: str) -> list[dict]:
     answer = server.session().get(f"{server.url}/api/v2/dags/{dag_id}/dagRuns", params={"limit": 100}, timeout=60)
     assert answer.status_code == 200, answer.text

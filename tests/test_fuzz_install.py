@@ -57,6 +57,15 @@ def refused(answer, words: str) -> None:
     assert "Harvest was not installed" in answer.text and words in answer.text
 
 
+def parses(url: str) -> bool:
+    """A URL the standard library can split (``http://[::1`` looks like one but is not: an unclosed IPv6 host)."""
+    try:
+        urlsplit(url)
+    except ValueError:
+        return False
+    return True
+
+
 def credential(value: str) -> bool:
     """What Harvest's client ids and secrets are made of, written here from the page's promise."""
     return bool(value) and all("!" <= c <= "~" for c in value)
@@ -85,9 +94,9 @@ def test_whatever_is_typed_into_the_install_form_gets_the_next_step_or_says_what
     defaults = {"Harvest API URL": DEFAULT_BASE_URL, "Harvest ID URL": DEFAULT_ID_URL}
     for label, url in (("Harvest API URL", api_url), ("Harvest ID URL", id_url)):
         url = url.strip() if url else defaults[label]  # an empty form field takes the field's default
-        good = credential(url) and re.fullmatch(r"https?://[^/?#]+.*", url) is not None
+        good = credential(url) and re.fullmatch(r"https?://[^/?#]+.*", url) is not None and parses(url)
         if not good:
-            return refused(answer, f"{label} must be an http(s) URL with a host")
+            return refused(answer, f"{label} must be an https:// URL with a host")
     assert answer.status_code == 303, answer.text[:300]
     location = answer.headers["location"]
     assert location.startswith((id_url.strip() or DEFAULT_ID_URL).rstrip("/") + "/oauth2/authorize?")

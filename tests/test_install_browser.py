@@ -97,9 +97,9 @@ def airflow_api(tmp_path_factory, template_db):
         deadline = time.monotonic() + 180
         while True:
             try:
-                if requests.get(f"{url}/api/v2/monitor/health", timeout=2).status_code == 200:
+                if requests.get(f"{url}/api/v2/monitor/health", timeout=10).status_code == 200:
                     break
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # starting, or a busy machine
                 pass
             assert proc.poll() is None, (home / "api-server.log").read_text()[-3000:]
             assert time.monotonic() < deadline, "api-server did not answer in 180 s"

@@ -60,6 +60,8 @@ def story(airflow_server):
     sp.harvest_entries(server, neil, COMMAND, ["2026-10-05", "2026-10-06"], 7.5)
     sp.harvest_entries(server, neil, LUNAR, ["2026-08-20"], 1.0)  # before the sync's start: never synced
     sp.primetric_project(server, PROJECT, NAME)
+    # Other tests on this Airflow may have cached Harvest's project list (minutes) before these two existed.
+    sp.sql(server, "DELETE FROM harvest_sync.harvest_projects")
     return server
 
 

@@ -153,7 +153,7 @@ def index(request: Request, user: Admin) -> HTMLResponse:
     status = install.installation_status()
     return render(
         "install.html",
-        shadowed=_shadowed_message(status["shadowed_by"]) if status.get("shadowed_by") else None,
+        shadowed=_shadowed_message(status.shadowed_by) if status.shadowed_by else None,
         user=user_name(user),
         redirect_url=redirect_uri(request),
         status=status,

@@ -359,18 +359,23 @@ def project_page(project_id: str, request: Request, run: str | None = None, user
     return templates.TemplateResponse(request, "project.html", {"p": p, "user": user_name(user), "base": "../"})
 
 
+def _run_to_its_end(request: Request, project_id: int, run_id: str) -> dict:
+    """A run's view (see :func:`_run_view`); once it has ended, with the missing teammates it left."""
+    api = AirflowApi.for_request(request)
+    view = _run_view(api, project_id, api.run(dag_id(project_id), run_id))
+    if view["state"] in ("success", "failed"):
+        with connect() as conn:
+            view["missing"] = data.missing_teammates(conn, project_id)
+    return view
+
+
 @app.get("/projects/{project_id}/run-panel")
 def run_panel(project_id: str, request: Request, run: str, user: Any = Depends(page_user)):  # noqa: B008
     """The run panel alone: the project page fetches it every few seconds while the run goes."""
     pid = _project_id(project_id)
     dag = dag_id(pid)
     require(user, VIEW, dag)
-    api = AirflowApi.for_request(request)
-    view = _run_view(api, pid, api.run(dag, run))
-    if view["state"] in ("success", "failed"):
-        with connect() as conn:
-            view["missing"] = data.missing_teammates(conn, pid)
-    return templates.TemplateResponse(request, "_run.html", {"r": view})
+    return templates.TemplateResponse(request, "_run.html", {"r": _run_to_its_end(request, pid, run)})
 
 
 # -- JSON API (what the pages' buttons call) -----------------------------------------------------------------------
@@ -567,9 +572,4 @@ def api_run(project_id: str, run_id: str, request: Request, user: Any = Depends(
     pid = _project_id(project_id)
     dag = dag_id(pid)
     require(user, VIEW, dag)
-    api = AirflowApi.for_request(request)
-    view = _run_view(api, pid, api.run(dag, run_id))
-    if view["state"] in ("success", "failed"):
-        with connect() as conn:
-            view["missing"] = data.missing_teammates(conn, pid)
-    return view
+    return _run_to_its_end(request, pid, run_id)

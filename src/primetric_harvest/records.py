@@ -149,8 +149,8 @@ ENTRY_ROW = (
     "notes",
     "is_running",
     "updated_at",
-    "unreadable",
-    "removed_characters",
+    "unreadable",  # why the record cannot be used as sent (see entry_row), else NA
+    "removed_characters",  # what its text lost because PostgreSQL cannot store it, else NA
 )
 
 

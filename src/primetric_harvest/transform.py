@@ -19,21 +19,10 @@ from decimal import Decimal, InvalidOperation
 import numpy as np
 import pandas as pd
 
+from primetric_harvest.records import ENTRY_ROW
 from primetric_harvest.skip_reasons import MISSING_TEAMMATE_REASONS, SkipReason
 
-ENTRY_COLUMNS = [
-    "harvest_time_entry_id",
-    "harvest_project_id",
-    "harvest_user_id",
-    "harvest_user_name",
-    "spent_date",
-    "hours",
-    "notes",
-    "is_running",
-    "updated_at",
-    "unreadable",  # why the record cannot be used as sent (primetric_harvest.records), else NA
-    "removed_characters",  # what its text lost because PostgreSQL cannot store it, else NA
-]
+ENTRY_COLUMNS = list(ENTRY_ROW)  # the staged row of a time entry: one home, records.py
 
 WORKLOG_COLUMNS = [
     "harvest_time_entry_id",
