@@ -14,6 +14,7 @@ from primetric_harvest.names import (
     PRIMETRIC_CONN_ID,
     dag_id,
     worklogs_asset,
+    worklogs_changed_alias,
 )
 from primetric_harvest.notify import FailureAlert
 from primetric_harvest.plan import CLEAR_DATA, CONFIRM_PROJECT_NAME, SINCE
@@ -155,11 +156,16 @@ def build_dag(project: LinkedProject) -> DAG:
         def transform(extracted: dict, **context) -> dict:
             return to_xcom(tasks.transform(run(context), from_xcom(Extracted, extracted)))
 
-        @task(outlets=[worklogs_asset(project_id)])
+        # The asset event goes through an alias: emitted only when the run changed work logs (a re-run, or a
+        # backfill of days without changes, wakes no DAG scheduled on the project's work logs).
+        @task(outlets=[worklogs_changed_alias(project_id)])
         def load(extracted: dict, transformed: dict, **context) -> dict:
-            loaded = to_xcom(tasks.load(run(context), from_xcom(Extracted, extracted)))
-            context["outlet_events"][worklogs_asset(project_id)].extra = {"run_id": context["run_id"], **loaded}
-            return loaded
+            loaded = tasks.load(run(context), from_xcom(Extracted, extracted))
+            if loaded.changed:
+                context["outlet_events"][worklogs_changed_alias(project_id)].add(
+                    worklogs_asset(project_id), extra={"run_id": context["run_id"], **to_xcom(loaded)}
+                )
+            return to_xcom(loaded)
 
         @task
         def report(extracted: dict, transformed: dict, loaded: dict, **context) -> dict:

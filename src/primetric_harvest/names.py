@@ -10,7 +10,7 @@ import re
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from airflow.sdk import Asset
+    from airflow.sdk import Asset, AssetAlias
 
 # Connections (any Airflow way: UI, environment variable, secrets backend).
 HARVEST_CONN_ID = "harvest_default"  # the Harvest account: personal access token or OAuth2 client
@@ -62,3 +62,11 @@ def worklogs_asset(project_id: int) -> Asset:
     from airflow.sdk import Asset
 
     return Asset(uri=worklogs_asset_uri(project_id), name=worklogs_asset_name(project_id))
+
+
+def worklogs_changed_alias(project_id: int) -> AssetAlias:
+    """What the load task declares as its outlet: through this alias it emits an event of the project's
+    :func:`worklogs_asset` only when a run changed work logs, so DAGs scheduled on the asset never run for nothing."""
+    from airflow.sdk import AssetAlias
+
+    return AssetAlias(name=f"{worklogs_asset_name(project_id)}_changed")
