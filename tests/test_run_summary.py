@@ -97,9 +97,7 @@ def test_the_load_task_updates_the_projects_worklogs_asset(apollo, airflow_db, d
     from airflow.sdk import AssetAlias
 
     dag = dagbag.dag(7)
-    assert [(a.name, type(a)) for a in dag.get_task("load").outlets] == [
-        (worklogs_changed_alias(7).name, AssetAlias)
-    ]
+    assert [(a.name, type(a)) for a in dag.get_task("load").outlets] == [(worklogs_changed_alias(7).name, AssetAlias)]
     assert all(not t.outlets for t in dag.tasks if t.task_id != "load")
 
     apollo.entry("bobby", 701, "2026-02-01", 2.5)
@@ -126,9 +124,7 @@ def test_a_run_that_changes_no_worklog_emits_no_asset_event(apollo, airflow_db, 
     changed = dag.test()
     assert changed.state == "success"
     events = _asset_events(URI)[len(before) :]
-    assert [(run_id, e["inserted"], e["updated"], e["deleted"]) for run_id, e in events] == [
-        (changed.run_id, 1, 0, 0)
-    ]
+    assert [(run_id, e["inserted"], e["updated"], e["deleted"]) for run_id, e in events] == [(changed.run_id, 1, 0, 0)]
 
 
 def test_a_failed_run_updates_no_asset(apollo, airflow_db, dagbag, monkeypatch):

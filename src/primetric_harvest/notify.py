@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from primetric_harvest.names import ALERTS_SLACK_CONN_ID as SLACK_CONN_ID
 from primetric_harvest.names import ALERTS_SMTP_CONN_ID as SMTP_CONN_ID
-from primetric_harvest.names import PRIMETRIC_CONN_ID
+from primetric_harvest.names import PRIMETRIC_CONN_ID, ConnectionUse, connection_name
 from primetric_harvest.results import Extracted, Loaded, Reported, RunSummary, Transformed
 from primetric_harvest.skip_reasons import SkipReason
 
@@ -242,7 +242,8 @@ def notice_missing_teammates(
         return pd.DataFrame(cur.fetchall(), columns=[c.name for c in cur.description])
 
     p = {"project_id": project_id}
-    with connect(conn_id or PRIMETRIC_CONN_ID) as conn, conn.transaction():
+    name = connection_name(ConnectionUse.NOTICE, project_id)
+    with connect(conn_id or PRIMETRIC_CONN_ID, application_name=name) as conn, conn.transaction():
         conn.execute(query("notices", "lock_project"), p)
         conn.execute(query("notices", "forget_resolved"), p)
         new = people_to_notice(frame(conn, "missing", p), frame(conn, "noticed", p))

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from primetric_harvest.db import connect, query
-from primetric_harvest.names import PRIMETRIC_CONN_ID
+from primetric_harvest.names import PRIMETRIC_CONN_ID, ConnectionUse, connection_name
 
 log = logging.getLogger(__name__)
 PARSE_TIMEOUT_SECONDS = 3
@@ -67,7 +67,7 @@ def linked_projects(conn_id: str = PRIMETRIC_CONN_ID, timeout: int = PARSE_TIMEO
     try:
         with connect(
             conn_id,
-            application_name="primetric-harvest-dag-parse",
+            application_name=connection_name(ConnectionUse.DAG_PARSE),
             statement_timeout_ms=timeout * 1000,
             connect_timeout=timeout,
         ) as conn:
