@@ -197,7 +197,9 @@ def _utc(value: Any) -> dt.datetime | None:
 
 
 def _hours(hours: float) -> str:
-    return f"{hours:g} h" if hours >= 1 else f"{hours * 60:g} min"
+    if hours >= 1:
+        return f"{hours:g} h"
+    return f"{hours * 60:g} min" if hours * 60 >= 1 else f"{hours * 3600:g} s"
 
 
 def run_link(dag_id: str, run_id: str) -> str | None:
