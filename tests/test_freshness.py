@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import threading
 import time
 
 import psycopg
@@ -96,6 +97,37 @@ def _deadlines(server, dag: str) -> list[tuple[str, bool]]:
         ).fetchall()
 
 
+class StackConnections:
+    """Samples the server's client connections to the stack's two databases (Airflow's metadata, Primetric)
+    twice a second while the test runs: the figures behind the README's "Connections" paragraph."""
+
+    def __init__(self, server):
+        self.server = server
+        self.peaks: dict[str, int] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        with psycopg.connect(self.server.meta_dsn, autocommit=True, application_name="stack-sampler") as conn:
+            while not self._stop.is_set():
+                rows = conn.execute(
+                    "SELECT datname, count(*) FROM pg_stat_activity WHERE datname = ANY(%s) "
+                    "AND backend_type = 'client backend' AND application_name <> 'stack-sampler' GROUP BY 1",
+                    ([self.server.meta_db, self.server.primetric_db],),
+                ).fetchall()
+                for name, n in rows:
+                    self.peaks[name] = max(self.peaks.get(name, 0), n)
+                self._stop.wait(0.5)
+
+    def __enter__(self) -> StackConnections:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+
 def _late(slack) -> list[str]:
     """The freshness alerts Slack received (the runs' missing-teammate notices go there too)."""
     return [p["text"] for p in slack.posts if "Harvest sync late" in p["text"]]
@@ -119,6 +151,7 @@ def test_a_late_daily_run_is_reported_with_its_project_and_since_when(airflow_se
     assert details["timetable_summary"], details  # daily
 
     # Unpausing starts today's daily run (scheduled at 00:00 UTC): its deadline, 36 s later, has passed.
+    sampler = StackConnections(airflow_server).__enter__()
     set_paused(airflow_server, dag, False)
     scheduled = _wait(
         "the scheduled run", lambda: [r for r in _runs(airflow_server, dag) if r["run_type"] == "scheduled"]
@@ -147,6 +180,12 @@ def test_a_late_daily_run_is_reported_with_its_project_and_since_when(airflow_se
     assert len(_late(slack_on_stack)) == 1, slack_on_stack.posts
     answer = airflow_server.session().get(airflow_server.url + run_path(dag, manual), timeout=30).json()
     assert answer["run_type"] == "manual" and answer["logical_date"] is None
+    sampler.__exit__()
+    meta, primetric = (sampler.peaks.get(db) for db in (airflow_server.meta_db, airflow_server.primetric_db))
+    print(
+        "\npeak client connections while two runs went (LocalExecutor, parallelism 4): "
+        f"Airflow's metadata database {meta}, the Primetric database {primetric}"
+    )
 
 
 # -- the callback's rules -----------------------------------------------------------------------------------
