@@ -214,7 +214,9 @@ def extract(
             return Extracted(plan=plan, harvest_project_ids=harvest_project_ids, extract_started_at=extract_started_at)
 
         def staged(statement, rows: Iterable[tuple]) -> int:
-            """COPY ``rows`` in a transaction of their own, taking turns with the rate limiter's statements."""
+            """COPY ``rows`` in a transaction of their own, taking turns with the rate limiter's statements. The
+            rows are made before the turn is taken: the prefetch thread's next request waits for the COPY only."""
+            rows = list(rows)
             with turns, conn.transaction(), conn.cursor() as cur:
                 return _copy(cur, statement, rows)
 
