@@ -24,6 +24,7 @@ import pandas as pd
 import psycopg
 import pytest
 
+from primetric_harvest.names import ConnectionUse, connection_name
 from primetric_harvest.results import to_xcom
 from tests.fixtures import ACCOUNT_ID
 
@@ -109,7 +110,8 @@ def test_sigkill_in_the_middle_of_the_load_transaction_changes_nothing(world):
                 assert child.poll() is None, child.communicate()
                 row = watch.execute(
                     "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
-                    "AND application_name = 'primetric-harvest-sync' AND wait_event_type = 'Lock'"
+                    "AND application_name = %s AND wait_event_type = 'Lock'",
+                    (connection_name(ConnectionUse.LOAD, 1),),
                 ).fetchone()
                 return row and row[0]
 

@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from primetric_harvest.names import worklogs_asset_uri
+from primetric_harvest.names import worklogs_asset_uri, worklogs_changed_alias
 
 pytestmark = pytest.mark.airflow
 URI = worklogs_asset_uri(7)
@@ -94,10 +94,10 @@ def test_a_run_ends_with_a_summary_in_the_log_and_as_xcom(apollo, airflow_db, da
 
 
 def test_the_load_task_updates_the_projects_worklogs_asset(apollo, airflow_db, dagbag):
-    from airflow.sdk import Asset
+    from airflow.sdk import AssetAlias
 
     dag = dagbag.dag(7)
-    assert [(a.uri, type(a)) for a in dag.get_task("load").outlets] == [(URI, Asset)]
+    assert [(a.name, type(a)) for a in dag.get_task("load").outlets] == [(worklogs_changed_alias(7).name, AssetAlias)]
     assert all(not t.outlets for t in dag.tasks if t.task_id != "load")
 
     apollo.entry("bobby", 701, "2026-02-01", 2.5)
@@ -106,6 +106,25 @@ def test_the_load_task_updates_the_projects_worklogs_asset(apollo, airflow_db, d
     assert run.state == "success"
     events = _asset_events(URI)[len(before) :]
     assert [(run_id, e["inserted"], e["updated"], e["deleted"]) for run_id, e in events] == [(run.run_id, 1, 0, 0)]
+
+
+def test_a_run_that_changes_no_worklog_emits_no_asset_event(apollo, airflow_db, dagbag):
+    """A re-run, or a backfill of days without changes, must not wake the DAGs scheduled on the work logs."""
+    apollo.entry("bobby", 701, "2026-02-01", 2.5)
+    dag = dagbag.dag(7)
+    assert dag.test(run_conf={"since": "2026-01-01"}).state == "success"
+    before = _asset_events(URI)
+
+    again = dag.test()  # Harvest unchanged: the daily run loads, writes nothing
+    assert again.state == "success"
+    assert _xcom(again.run_id, "load", "return_value")["inserted"] == 0
+    assert _asset_events(URI) == before
+
+    apollo.entry("bobby", 701, "2026-02-02", 1)  # a change: exactly one event, of that run
+    changed = dag.test()
+    assert changed.state == "success"
+    events = _asset_events(URI)[len(before) :]
+    assert [(run_id, e["inserted"], e["updated"], e["deleted"]) for run_id, e in events] == [(changed.run_id, 1, 0, 0)]
 
 
 def test_a_failed_run_updates_no_asset(apollo, airflow_db, dagbag, monkeypatch):

@@ -30,7 +30,7 @@ FROM primetric.assignments WHERE project_id = %(project_id)s;
 SELECT s.project_id, p.name,
        COALESCE((SELECT array_agg(l.harvest_project_id ORDER BY l.harvest_project_id)
                  FROM primetric.harvest_project_links l WHERE l.project_id = s.project_id), '{}') AS harvest_project_ids,
-       s.daily_schedule, s.daily_schedule_since
+       s.daily_schedule, s.daily_schedule_since, s.freshness_deadline_hours
 FROM primetric.harvest_settings s JOIN primetric.projects p ON p.id = s.project_id
 WHERE s.enabled
 ORDER BY s.project_id;

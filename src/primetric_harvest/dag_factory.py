@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 from airflow.sdk import DAG, Param, task
+from airflow.sdk.definitions.callback import AsyncCallback
+from airflow.sdk.definitions.deadline import DeadlineAlert, DeadlineReference
 
 from primetric_harvest import tasks
 from primetric_harvest.names import (
@@ -14,8 +17,9 @@ from primetric_harvest.names import (
     PRIMETRIC_CONN_ID,
     dag_id,
     worklogs_asset,
+    worklogs_changed_alias,
 )
-from primetric_harvest.notify import FailureAlert
+from primetric_harvest.notify import FailureAlert, freshness_alert
 from primetric_harvest.plan import CLEAR_DATA, CONFIRM_PROJECT_NAME, SINCE
 from primetric_harvest.registry import LinkedProject, linked_projects
 from primetric_harvest.results import Extracted, Loaded, Transformed, from_xcom, to_xcom
@@ -31,6 +35,10 @@ DEFAULT_ARGS = {
 FIRST_START = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)  # projects linked before the page armed their schedule
 DAILY = "daily at 00:00 UTC (the project's *Daily sync* setting on the Harvest sync page)."
 ON_DEMAND = "none: runs only when triggered (*Daily sync* is off on the Harvest sync page)."
+FRESH = (
+    "a daily run whose work logs are not loaded {hours} h after its scheduled time is reported late on the "
+    "failure alerts' channel (`primetric.harvest_settings.freshness_deadline_hours`)."
+)
 
 DOC = """\
 ### Harvest → Primetric work logs: {name} (project {project_id})
@@ -42,6 +50,8 @@ assignments) are the project's *missing teammates*: listed on the Harvest sync p
 `primetric.missing_teammates` and in the `report` task's log.
 
 **Schedule:** {schedule}
+
+**Freshness:** {freshness}
 
 **What each kind of run does** (per linked Harvest project):
 
@@ -117,9 +127,42 @@ def trigger_form(project_name: str) -> dict[str, Param]:
     }
 
 
+def freshness_deadline(project: LinkedProject) -> DeadlineAlert | None:
+    """The daily run's deadline: its work logs loaded ``freshness_deadline_hours`` after the scheduled time, else
+    the failure alerts' channel says the project is late (notify.freshness_alert, in the triggerer). A run with
+    a logical date gets the deadline; the callback alerts for scheduled runs only. Runs triggered without a
+    logical date (Sync now, the REST API's trigger with ``"logical_date": null``) get none. No schedule, none."""
+    if not project.daily_schedule:
+        return None
+    hours = project.freshness_deadline_hours
+    return DeadlineAlert(
+        reference=DeadlineReference.DAGRUN_LOGICAL_DATE,
+        interval=dt.timedelta(hours=hours),
+        callback=AsyncCallback(
+            freshness_alert,
+            kwargs={"project_id": project.project_id, "project_name": project.name, "hours": hours},
+        ),
+        name=f"work logs of {project.name} loaded within {hours:g} h",
+    )
+
+
+class SyncDAG(DAG):
+    """A project's DAG. ``dag.test()`` (and ``airflow dags test``) run it without its freshness deadline: Airflow
+    3.3.2's dag.test() fails on any DAG with Deadline Alerts when the run ends (it looks the alerts up by the
+    database ids only the dag-processor's serialization gives them: "'dict' object has no attribute 'hex'"), and a
+    test run is not a scheduled daily run anyway."""
+
+    def test(self, *args: Any, **kwargs: Any) -> Any:
+        deadline, self.deadline = self.deadline, None
+        try:
+            return super().test(*args, **kwargs)
+        finally:
+            self.deadline = deadline
+
+
 def build_dag(project: LinkedProject) -> DAG:
     project_id = project.project_id
-    with DAG(
+    with SyncDAG(
         dag_id=dag_id(project_id),
         description=f"Harvest time entries → Primetric work logs of {project.name}",
         # The daily schedule is the project's setting (Harvest sync page): Airflow's pause stays the operator's
@@ -131,6 +174,7 @@ def build_dag(project: LinkedProject) -> DAG:
         max_active_runs=1,
         tags=[*DAG_TAGS, f"project:{project_id}"],
         default_args={**DEFAULT_ARGS, "on_failure_callback": FailureAlert(project_id, project.name)},
+        deadline=freshness_deadline(project),
         doc_md=DOC.format(
             name=project.name,
             project_id=project_id,
@@ -139,6 +183,9 @@ def build_dag(project: LinkedProject) -> DAG:
             primetric_conn=PRIMETRIC_CONN_ID,
             harvest=", ".join(map(str, project.harvest_project_ids)) or "none yet",
             schedule=DAILY if project.daily_schedule else ON_DEMAND,
+            freshness=FRESH.format(hours=f"{project.freshness_deadline_hours:g}")
+            if project.daily_schedule
+            else "no deadline (no daily schedule).",
         ),
         params=trigger_form(project.name),
     ) as dag:
@@ -155,11 +202,16 @@ def build_dag(project: LinkedProject) -> DAG:
         def transform(extracted: dict, **context) -> dict:
             return to_xcom(tasks.transform(run(context), from_xcom(Extracted, extracted)))
 
-        @task(outlets=[worklogs_asset(project_id)])
+        # The asset event goes through an alias: emitted only when the run changed work logs (a re-run, or a
+        # backfill of days without changes, wakes no DAG scheduled on the project's work logs).
+        @task(outlets=[worklogs_changed_alias(project_id)])
         def load(extracted: dict, transformed: dict, **context) -> dict:
-            loaded = to_xcom(tasks.load(run(context), from_xcom(Extracted, extracted)))
-            context["outlet_events"][worklogs_asset(project_id)].extra = {"run_id": context["run_id"], **loaded}
-            return loaded
+            loaded = tasks.load(run(context), from_xcom(Extracted, extracted))
+            if loaded.changed:
+                context["outlet_events"][worklogs_changed_alias(project_id)].add(
+                    worklogs_asset(project_id), extra={"run_id": context["run_id"], **to_xcom(loaded)}
+                )
+            return to_xcom(loaded)
 
         @task
         def report(extracted: dict, transformed: dict, loaded: dict, **context) -> dict:

@@ -13,7 +13,7 @@ import psycopg
 from psycopg import sql as pgsql
 from psycopg.rows import Row
 
-from primetric_harvest.names import PRIMETRIC_CONN_ID
+from primetric_harvest.names import APPLICATION_NAME, PRIMETRIC_CONN_ID
 
 log = logging.getLogger(__name__)
 
@@ -100,14 +100,15 @@ def conninfo(conn_id: str = PRIMETRIC_CONN_ID) -> str:
 def connect(
     conn_id: str = PRIMETRIC_CONN_ID,
     *,
-    application_name: str = "primetric-harvest-sync",
+    application_name: str = APPLICATION_NAME,
     statement_timeout_ms: int | None = None,
     **kwargs: Any,
 ) -> psycopg.Connection:
     """A psycopg connection through the Airflow connection ``conn_id`` (``kwargs``: psycopg's, e.g. autocommit).
 
-    A ``statement_timeout_ms`` is added to the connection's own ``options``; an ``application_name`` extra wins
-    over ours."""
+    ``application_name`` says what holds the connection (``names.connection_name``: "primetric-harvest extract
+    project 7"), so pg_stat_activity shows it. A ``statement_timeout_ms`` is added to the connection's own
+    ``options``; an ``application_name`` extra wins over ours."""
     params = connection_params(conn_id)
     params.setdefault("application_name", application_name)
     if statement_timeout_ms is not None:

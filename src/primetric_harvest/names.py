@@ -7,16 +7,40 @@ imported; nothing here imports Airflow or pandas at module level (the UI and the
 from __future__ import annotations
 
 import re
+from enum import StrEnum
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from airflow.sdk import Asset
+    from airflow.sdk import Asset, AssetAlias
 
 # Connections (any Airflow way: UI, environment variable, secrets backend).
 HARVEST_CONN_ID = "harvest_default"  # the Harvest account: personal access token or OAuth2 client
 PRIMETRIC_CONN_ID = "primetric_db"  # the Primetric PostgreSQL database (and the sync's own schemas)
 ALERTS_SLACK_CONN_ID = "harvest_alerts_slack"  # failure alerts and notices, if it exists
 ALERTS_SMTP_CONN_ID = "harvest_alerts_smtp"  # else these, if it exists
+
+# Every PostgreSQL connection of the sync says what holds it (pg_stat_activity.application_name), e.g.
+# "primetric-harvest extract project 7": one connection per running task, see connection_name(). The pages on
+# the API server use APPLICATION_NAME alone.
+APPLICATION_NAME = "primetric-harvest"
+
+
+class ConnectionUse(StrEnum):
+    """What a connection of the sync is for: the middle word of its application_name."""
+
+    EXTRACT = "extract"  # staging COPY, the account's rate limiter and the run's progress: one connection
+    TRANSFORM = "transform"
+    LOAD = "load"
+    REPORT = "report"
+    NOTICE = "notice"  # the missing-teammate notice, after the report's own connection closed
+    TOKEN_STORE = "oauth-token-store"  # OAuth2 access tokens: a moment per renewal
+    DAG_PARSE = "dag-parse"
+
+
+def connection_name(use: ConnectionUse, project_id: int | None = None) -> str:
+    """The application_name of a connection of the sync (at most 63 characters, PostgreSQL's limit)."""
+    return f"{APPLICATION_NAME} {use}" + ("" if project_id is None else f" project {int(project_id)}")
+
 
 # The "Install Harvest" page (OAuth2), mounted by plugins/harvest_install_plugin.py on the API server.
 INSTALL_PATH = "/harvest-install"
@@ -62,3 +86,11 @@ def worklogs_asset(project_id: int) -> Asset:
     from airflow.sdk import Asset
 
     return Asset(uri=worklogs_asset_uri(project_id), name=worklogs_asset_name(project_id))
+
+
+def worklogs_changed_alias(project_id: int) -> AssetAlias:
+    """What the load task declares as its outlet: through this alias it emits an event of the project's
+    :func:`worklogs_asset` only when a run changed work logs, so DAGs scheduled on the asset never run for nothing."""
+    from airflow.sdk import AssetAlias
+
+    return AssetAlias(name=f"{worklogs_asset_name(project_id)}_changed")

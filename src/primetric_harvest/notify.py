@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from primetric_harvest.names import ALERTS_SLACK_CONN_ID as SLACK_CONN_ID
 from primetric_harvest.names import ALERTS_SMTP_CONN_ID as SMTP_CONN_ID
-from primetric_harvest.names import PRIMETRIC_CONN_ID
+from primetric_harvest.names import PRIMETRIC_CONN_ID, ConnectionUse, connection_name
 from primetric_harvest.results import Extracted, Loaded, Reported, RunSummary, Transformed
 from primetric_harvest.skip_reasons import SkipReason
 
@@ -184,6 +184,83 @@ class FailureAlert:
         return f"FailureAlert(project_id={self.project_id})"
 
 
+# -- freshness (Airflow Deadline Alerts) ------------------------------------------------------------------
+SCHEDULED = "scheduled"  # the run type the freshness deadline is about (Airflow's DagRunType.SCHEDULED)
+
+
+def _utc(value: Any) -> dt.datetime | None:
+    """A datetime of the deadline's context (a datetime, or ISO text once it went through JSON), in UTC."""
+    if value is None or value == "":
+        return None
+    when = value if isinstance(value, dt.datetime) else dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    return (when if when.tzinfo else when.replace(tzinfo=dt.UTC)).astimezone(dt.UTC)
+
+
+def _hours(hours: float) -> str:
+    if hours >= 1:
+        return f"{hours:g} h"
+    return f"{hours * 60:g} min" if hours * 60 >= 1 else f"{hours * 3600:g} s"
+
+
+def run_link(dag_id: str, run_id: str) -> str | None:
+    """The run's page in Airflow's UI, when ``[api] base_url`` says where Airflow is."""
+    from urllib.parse import quote
+
+    try:
+        from airflow.configuration import conf
+
+        base = (conf.get("api", "base_url", fallback="") or "").rstrip("/")
+    except Exception:  # noqa: BLE001 - a link is a courtesy; never lose the alert over it
+        return None
+    return f"{base}/dags/{quote(dag_id, safe='')}/runs/{quote(run_id, safe='')}" if base else None
+
+
+def freshness_message(project_id: int, project_name: str, hours: float, context: Mapping) -> Message:
+    """ "Work logs late": which project, which daily run, since when (the deadline), what the run is doing."""
+    dag_run = context.get("dag_run") or {}
+    deadline = context.get("deadline") or {}
+    scheduled = _utc(dag_run.get("logical_date"))
+    late_since = _utc(deadline.get("deadline_time"))
+    run_id = str(dag_run.get("dag_run_id") or dag_run.get("run_id") or "?")
+    at = "%Y-%m-%d %H:%M UTC"
+    return Message(
+        subject=f"Harvest sync late: {project_name} (project {project_id}), work logs not loaded",
+        lines=(
+            f"The daily Harvest → Primetric sync of {project_name} (project {project_id}) scheduled for "
+            f"{scheduled.strftime(at) if scheduled else '?'} had not loaded its work logs {_hours(hours)} later: "
+            f"late since {late_since.strftime(at) if late_since else '?'}.",
+            f"Run {run_id} is {dag_run.get('state') or 'unknown'}: look at its tasks (a failure alert names the "
+            "failed step), the pool harvest_api and the workers.",
+        ),
+        link=run_link(str(dag_run.get("dag_id") or ""), run_id) if dag_run.get("dag_id") else None,
+        link_text="The run",
+    )
+
+
+async def freshness_alert(project_id: int, project_name: str, hours: float, context: Mapping | None = None) -> str:
+    """The Deadline Alert callback of a project's DAG (``AsyncCallback``: it runs in Airflow's triggerer).
+
+    Airflow calls it when a run with a logical date is not done ``hours`` after that date. Only a scheduled daily
+    run is about freshness: a backfill's or a manual run's deadline (a logical date in the past) is let go here.
+    Returns the channel used ("slack", "smtp", "log"), or "not scheduled".
+    """
+    from asgiref.sync import sync_to_async
+
+    context = context or {}
+    dag_run = context.get("dag_run") or {}
+    if dag_run.get("run_type") != SCHEDULED:
+        log.info(
+            "freshness deadline of run %s (%s) of project %s passed: not a scheduled run, no alert",
+            dag_run.get("dag_run_id"),
+            dag_run.get("run_type"),
+            project_id,
+        )
+        return f"not {SCHEDULED}"
+    message = freshness_message(project_id, project_name, hours, context)
+    # Airflow's notifiers and connection lookups are synchronous: in a thread, off the triggerer's event loop.
+    return await sync_to_async(send, thread_sensitive=False)(message, None)
+
+
 # -- missing-teammate notices --------------------------------------------------------------------------
 def people_to_notice(missing, noticed):
     """Missing teammates not named before for the same reason (both frames: harvest_user_id, reason)."""
@@ -242,7 +319,8 @@ def notice_missing_teammates(
         return pd.DataFrame(cur.fetchall(), columns=[c.name for c in cur.description])
 
     p = {"project_id": project_id}
-    with connect(conn_id or PRIMETRIC_CONN_ID) as conn, conn.transaction():
+    name = connection_name(ConnectionUse.NOTICE, project_id)
+    with connect(conn_id or PRIMETRIC_CONN_ID, application_name=name) as conn, conn.transaction():
         conn.execute(query("notices", "lock_project"), p)
         conn.execute(query("notices", "forget_resolved"), p)
         new = people_to_notice(frame(conn, "missing", p), frame(conn, "noticed", p))

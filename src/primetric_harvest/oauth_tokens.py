@@ -52,13 +52,14 @@ from primetric_harvest.harvest_api import (
     HarvestError,
     OAuthClient,
 )
-from primetric_harvest.names import INSTALL_PATH
+from primetric_harvest.names import INSTALL_PATH, ConnectionUse, connection_name
 
 if TYPE_CHECKING:
     from cryptography.fernet import MultiFernet
     from psycopg import Connection, Cursor
 
 log = logging.getLogger(__name__)
+_STORE = connection_name(ConnectionUse.TOKEN_STORE)
 
 TOKEN_PATH = "/api/v2/oauth2/token"
 REFRESH_MARGIN_SECONDS = 120.0
@@ -231,7 +232,7 @@ def _margin(lifetime: float | None) -> float:
 
 def stored_installation(client: OAuthClient) -> str | None:
     """The token-store row (its key) that continues this installation, None if no run has used it yet."""
-    with connect(client.token_store_conn_id, autocommit=True) as conn:
+    with connect(client.token_store_conn_id, autocommit=True, application_name=_STORE) as conn:
         row = conn.execute(query("oauth", "by_seed"), {"seed_sha256": sha256(client.refresh_token)}).fetchone()
     return row[0] if row else None
 
@@ -307,7 +308,7 @@ class OAuthTokenSource:
     def access_token(self) -> str:
         if self._access and time.monotonic() < self._deadline:
             return self._access
-        with connect(self.client.token_store_conn_id, autocommit=True) as conn:
+        with connect(self.client.token_store_conn_id, autocommit=True, application_name=_STORE) as conn:
             row = _row(conn.execute(query("oauth", "current"), {"conn_id": self.key}))
         token = self._usable(row)
         if token:
@@ -327,7 +328,8 @@ class OAuthTokenSource:
         """
         key = {"conn_id": self.key}
         seed = {**key, "seed_sha256": self.seed}
-        with connect(self.client.token_store_conn_id) as conn:  # one transaction: the lock lasts until commit
+        # One transaction: the lock lasts until commit.
+        with connect(self.client.token_store_conn_id, application_name=_STORE) as conn:
             conn.execute(query("oauth", "seed"), {**seed, "refresh_token": encrypt(self.client.refresh_token)})
             row = _locked(conn, key)
             if row["seed_sha256"] != self.seed:

@@ -7,7 +7,6 @@ local file); only the small typed results of results.py travel as XCom.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -26,7 +25,7 @@ from primetric_harvest import records
 from primetric_harvest import transform as rules_
 from primetric_harvest.db import connect, one_row, query
 from primetric_harvest.harvest_hook import HarvestHook
-from primetric_harvest.names import HARVEST_CONN_ID, PRIMETRIC_CONN_ID
+from primetric_harvest.names import HARVEST_CONN_ID, PRIMETRIC_CONN_ID, ConnectionUse, connection_name
 from primetric_harvest.plan import SyncRequest, new_high_water_mark, parse_sync_request, plan_sync, superseded
 from primetric_harvest.progress import RunProgress
 from primetric_harvest.rate_limit import PostgresRateLimiter
@@ -154,7 +153,15 @@ def extract(
     started = time.monotonic()
     staging = Staging.for_run(project_id, run_id)
     backfill_run = backfill is not None if backfill_run is None else backfill_run
-    with connect(primetric_conn_id) as conn, contextlib.ExitStack() as closing:
+    # ONE connection for the whole task (autocommit): the account's rate limiter and the run's progress use it
+    # between the short transactions that write staging (the setup, each page's COPY). The prefetch thread's
+    # rate-limit statement takes turns with those transactions (``turns``), so its row lock on the account's
+    # bucket never lasts longer than its own statement. Staging is run-scoped: pages committed by a failed try
+    # are dropped by the next try's create.
+    turns = threading.Lock()
+    with connect(
+        primetric_conn_id, autocommit=True, application_name=connection_name(ConnectionUse.EXTRACT, project_id)
+    ) as conn:
         project = project_rules(conn, project_id)
 
         def checked(today: dt.date) -> SyncRequest:
@@ -182,48 +189,50 @@ def extract(
                     f"Primetric project {project_id} has no Harvest project linked (primetric.harvest_project_links)"
                 )
             where = f"Primetric project {project_id}"
-            limiter_conn = closing.enter_context(connect(primetric_conn_id, autocommit=True))
             settings = HarvestHook.settings_for(harvest_conn_id)
-            limiter = PostgresRateLimiter(limiter_conn, settings.account_id, *settings.rate_limit)
+            limiter = PostgresRateLimiter(conn, settings.account_id, *settings.rate_limit, turns=turns)
             hook = HarvestHook(harvest_conn_id, context=where, settings=settings, rate_limiter=limiter)
-            progress = RunProgress(limiter_conn, project_id, run_id)  # pages so far, for the Harvest sync page
+            progress = RunProgress(conn, project_id, run_id)  # pages so far, for the Harvest sync page
             progress.start()
             hook.require_administrator()
             # Harvest's clock before the first listing: whatever changes after it, the next run sees.
             harvest_time_at_start = hook.last_response_date
             # A `since` after Harvest's today is refused here, before any table is touched.
             checked((harvest_time_at_start or extract_started_at).astimezone(dt.UTC).date())
-        for _, stale_run_id in conn.execute(query("staging", "stale"), {"project_id": project_id}).fetchall():
-            stale = Staging.for_run(project_id, stale_run_id)
-            conn.execute(query("staging", "drop", **stale.names()))
-            conn.execute(query("staging", "unregister"), {"entries": stale.entries})
-            log.info("dropped the staging tables of run %s, which never reached its load", stale_run_id)
-        conn.execute(query("staging", "create", **staging.names()))
-        conn.execute(
-            query("staging", "register"), {"entries": staging.entries, "project_id": project_id, "run_id": run_id}
-        )
-        conn.commit()
+        with conn.transaction():
+            for _, stale_run_id in conn.execute(query("staging", "stale"), {"project_id": project_id}).fetchall():
+                stale = Staging.for_run(project_id, stale_run_id)
+                conn.execute(query("staging", "drop", **stale.names()))
+                conn.execute(query("staging", "unregister"), {"entries": stale.entries})
+                log.info("dropped the staging tables of run %s, which never reached its load", stale_run_id)
+            conn.execute(query("staging", "create", **staging.names()))
+            conn.execute(
+                query("staging", "register"), {"entries": staging.entries, "project_id": project_id, "run_id": run_id}
+            )
         if hook is None:
             log.info("%s: nothing to fetch from Harvest for project %s", plan.mode, project_id)
             return Extracted(plan=plan, harvest_project_ids=harvest_project_ids, extract_started_at=extract_started_at)
 
-        entries_fetched = users_fetched = 0
+        def staged(statement, rows: Iterable[tuple]) -> int:
+            """COPY ``rows`` in a transaction of their own, taking turns with the rate limiter's statements. The
+            rows are made before the turn is taken: the prefetch thread's next request waits for the COPY only."""
+            rows = list(rows)
+            with turns, conn.transaction(), conn.cursor() as cur:
+                return _copy(cur, statement, rows)
+
+        entries_fetched = 0
         read = RecordsRead()
-        with conn.cursor() as cur:
-            users_fetched = _copy(
-                cur,
-                query("staging", "copy_users", **staging.names()),
-                read.users(u for page in hook.users() for u in page),
-            )
-            for harvest_project_id in harvest_project_ids:
-                for listing in plan.listings:
-                    for page in _prefetch(hook.time_entries(project_id=harvest_project_id, **listing.filters())):
-                        copied = _copy(cur, query("staging", "copy_entries", **staging.names()), read.entries(page))
-                        entries_fetched += copied
-                        progress.page(copied)
+        # All users first (the rate limiter needs the connection between pages; a later record of a user wins).
+        users = read.users([u for page in hook.users() for u in page])
+        users_fetched = staged(query("staging", "copy_users", **staging.names()), users)
+        for harvest_project_id in harvest_project_ids:
+            for listing in plan.listings:
+                for page in _prefetch(hook.time_entries(project_id=harvest_project_id, **listing.filters())):
+                    copied = staged(query("staging", "copy_entries", **staging.names()), read.entries(page))
+                    entries_fetched += copied
+                    progress.page(copied)
         # A token demoted while we listed would have seen part of the entries, silently: ask again.
         hook.require_administrator()
-        conn.commit()
         harvest = HarvestRequests(**hook.stats.as_dict())
     read.log(project_id)
     log.info(
@@ -323,7 +332,7 @@ def transform(
     write_seconds = 0.0
     if plan.clears_data:
         return Transformed()
-    with connect(primetric_conn_id) as conn:
+    with connect(primetric_conn_id, application_name=connection_name(ConnectionUse.TRANSFORM, project_id)) as conn:
         project = project_rules(conn, project_id)
         rules = _rules(project)
         users = _frame(conn, query("staging", "users", **staging.names()))
@@ -393,7 +402,8 @@ def load(
     names = staging.names()
     p = {"project_id": project_id}
     inserted = updated = deleted = 0
-    with connect(primetric_conn_id) as conn, conn.transaction():
+    name = connection_name(ConnectionUse.LOAD, project_id)
+    with connect(primetric_conn_id, application_name=name) as conn, conn.transaction():
         conn.execute(query("load", "lock_project"), p)
         if not one_row(conn.execute(query("staging", "exists"), {"entries": staging.entries}))[0]:
             raise RuntimeError(f"staging tables of run {run_id!r} are gone: clear the run's extract task to re-fetch")
@@ -496,7 +506,8 @@ def describe_skipped(by_reason: dict[str, int]) -> str:
 def report(project_id: int, *, account_id: str, primetric_conn_id: str = PRIMETRIC_CONN_ID) -> Reported:
     """Replace the project's missing-teammate report and say who is missing, readably."""
     started = time.monotonic()
-    with connect(primetric_conn_id) as conn, conn.transaction():
+    name = connection_name(ConnectionUse.REPORT, project_id)
+    with connect(primetric_conn_id, application_name=name) as conn, conn.transaction():
         p = {"project_id": project_id}
         skipped = _frame(conn, query("load", "missing_teammate_entries"), p)
         users = _frame(conn, query("load", "known_harvest_users"), {"account_id": account_id})

@@ -45,6 +45,8 @@ LABELS = {
     SYNC_SINCE: "Sync work logs from",
     DAILY: "Daily sync",
     "daily_schedule_since": "Daily sync armed from",  # set by the page, never edited: no missed daily run
+    # Set by SQL (migration 0009), not a field of the form yet: shown in the history when it changes.
+    "freshness_deadline_hours": "Late alert after (hours)",
 }
 # The one-line explanations of Primetric's help, shown under the checkboxes.
 HELP = {
@@ -354,7 +356,13 @@ def rearm_daily_schedule(conn: psycopg.Connection, project_id: int, *, actor: st
 
 
 # -- history -----------------------------------------------------------------------------------------------
-_SHOWN_KEYS = (*FORM_FIELDS, "daily_schedule_since", "reconcile_window_days", "full_reconcile_every_days")
+_NOT_SET_UP_BY_THE_FORM = (
+    "daily_schedule_since",
+    "reconcile_window_days",
+    "full_reconcile_every_days",
+    "freshness_deadline_hours",
+)
+_SHOWN_KEYS = (*FORM_FIELDS, *_NOT_SET_UP_BY_THE_FORM)
 
 
 def _text(key: str, value: Any) -> str:
@@ -384,7 +392,7 @@ def describe_change(rows: list[dict], harvest_label: Callable[[int], str] = str)
             continue
         for key in _SHOWN_KEYS:
             if key in new and (not old or old.get(key) != new.get(key)):
-                if not old and key in ("daily_schedule_since", "reconcile_window_days", "full_reconcile_every_days"):
+                if not old and key in _NOT_SET_UP_BY_THE_FORM:
                     continue
                 label = LABELS.get(key, key.replace("_", " "))
                 out.append((label, _text(key, old.get(key)) if old else "—", _text(key, new.get(key))))

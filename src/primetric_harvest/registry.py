@@ -15,10 +15,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from primetric_harvest.db import connect, query
-from primetric_harvest.names import PRIMETRIC_CONN_ID
+from primetric_harvest.names import PRIMETRIC_CONN_ID, ConnectionUse, connection_name
 
 log = logging.getLogger(__name__)
 PARSE_TIMEOUT_SECONDS = 3
+DEFAULT_FRESHNESS_DEADLINE_HOURS = 6.0  # the column's default (migration 0009)
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,8 @@ class LinkedProject:
     harvest_project_ids: tuple[int, ...]
     daily_schedule: bool = True  # the project's setting: a daily run, or runs only when triggered
     daily_schedule_since: dt.datetime | None = None  # no daily run is due before it (the DAG's start_date)
+    # A scheduled run whose work logs are not loaded this long after its scheduled time is reported late.
+    freshness_deadline_hours: float = DEFAULT_FRESHNESS_DEADLINE_HOURS
 
 
 def cache_path() -> Path:
@@ -45,6 +48,7 @@ def _read_cache(path: Path) -> list[LinkedProject] | None:
                 tuple(p["harvest_project_ids"]),
                 bool(p.get("daily_schedule", True)),
                 dt.datetime.fromisoformat(p["daily_schedule_since"]) if p.get("daily_schedule_since") else None,
+                float(p.get("freshness_deadline_hours", DEFAULT_FRESHNESS_DEADLINE_HOURS)),
             )
             for p in data
         ]
@@ -67,12 +71,14 @@ def linked_projects(conn_id: str = PRIMETRIC_CONN_ID, timeout: int = PARSE_TIMEO
     try:
         with connect(
             conn_id,
-            application_name="primetric-harvest-dag-parse",
+            application_name=connection_name(ConnectionUse.DAG_PARSE),
             statement_timeout_ms=timeout * 1000,
             connect_timeout=timeout,
         ) as conn:
             rows = conn.execute(query("project", "linked_projects")).fetchall()
-        projects = [LinkedProject(int(r[0]), r[1], tuple(int(h) for h in r[2]), bool(r[3]), r[4]) for r in rows]
+        projects = [
+            LinkedProject(int(r[0]), r[1], tuple(int(h) for h in r[2]), bool(r[3]), r[4], float(r[5])) for r in rows
+        ]
     except Exception as exc:  # noqa: BLE001 - any failure here must fall back, never break the parse
         cached = _read_cache(path)
         log.warning(
