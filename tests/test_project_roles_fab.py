@@ -30,7 +30,7 @@ import requests
 
 from primetric_harvest.fab_roles import project_manager_permissions
 from primetric_harvest.names import dag_id, project_manager_role
-from tests.airflow_server import wait_for_run
+from tests.airflow_server import run_path, wait_for_run
 from tests.browser import ARTIFACTS, chromium_page
 from tests.sync_page import wait_ready
 
@@ -85,6 +85,12 @@ def headers(server, user: str) -> dict[str, str]:
 
 def run_count(server, dag: str) -> int:
     return server.session().get(f"{server.url}/api/v2/dags/{dag}/dagRuns", timeout=10).json()["total_entries"]
+
+
+def drop_run(server, dag: str, run_id: str) -> None:
+    """Delete a run a test triggered through the REST API on a paused DAG (still queued), so it never runs."""
+    answer = server.session().delete(server.url + run_path(dag, run_id), timeout=30)
+    assert answer.status_code == 204, answer.text
 
 
 def assert_refused(answer: requests.Response, *missing: str) -> None:
