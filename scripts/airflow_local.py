@@ -226,7 +226,9 @@ class AirflowLocal:
     worker_concurrency: int = 2  # task slots per Celery worker
     broker_db: int = BROKER_DB  # the Redis database number of the Celery broker (flushed at start)
     extra_env: dict[str, str] = field(default_factory=dict)  # every process (tests: short timeouts)
-    harvest_extra: dict[str, object] = field(default_factory=dict)  # merged into harvest_default's extra
+    # (requests, seconds): the simulator enforces this rate limit and harvest_default paces to it (default:
+    # no limit in the simulator, Harvest's 100 per 15 s in the sync).
+    harvest_rate_limit: tuple[int, float] | None = None
     marker: str = field(default_factory=lambda: uuid.uuid4().hex)
     procs: dict[str, subprocess.Popen] = field(default_factory=dict, init=False)
     harvest_url: str | None = field(default=None, init=False)
@@ -426,10 +428,12 @@ class AirflowLocal:
         worker, its pool and task processes (also one that left the group) and its log server. Returns the pids."""
         groups = {p.pid: self._started.get(p.pid) for n, p in self.procs.items() if n in (name, f"{name}-logs")}
         needle = f"{WORKER}={name}".encode()
-        pids = set(_ours(self.marker, _valid_groups(groups)))
-        for pid in _ours(self.marker, {}):
+        groups = _valid_groups(groups)
+        pids = set()
+        for pid in _ours(self.marker, groups):  # the stack's processes: keep the worker's own only
+            info = _stat(pid)
             with contextlib.suppress(OSError):
-                if needle in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"):
+                if (info and info[1] in groups) or needle in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"):
                     pids.add(pid)
         for pgid in groups:
             _signal_group(pgid, sig)
@@ -580,7 +584,9 @@ class AirflowLocal:
 
     def _harvest_connection(self) -> str:
         conn = json.loads(demo_connection(self.harvest_url or "http://127.0.0.1:1"))
-        conn["extra"] = {**conn["extra"], **self.harvest_extra}
+        if self.harvest_rate_limit:
+            requests_, seconds = self.harvest_rate_limit
+            conn["extra"] = {**conn["extra"], "rate_limit_requests": requests_, "rate_limit_seconds": seconds}
         return json.dumps(conn)
 
     # -- internals -------------------------------------------------------------------------------------
@@ -719,6 +725,8 @@ class AirflowLocal:
     def _start_simulator(self) -> None:
         port = free_port()
         args = demo_command(port)
+        if self.harvest_rate_limit:
+            args += ["--rate-limit", "{}/{}".format(*self.harvest_rate_limit)]
         proc = self._spawn("harvest-simulator", args, {**self.env(), MARKER: self.marker})
         deadline = time.monotonic() + 60
         url = f"http://127.0.0.1:{port}"
