@@ -8,6 +8,7 @@ anything that still carries the marker (a task process that left its group), so 
 
     python scripts/airflow_local.py run     # start, print the address and login, run until Ctrl-C
     python scripts/airflow_local.py run --auth fab   # the same with the FAB auth manager (make airflow AUTH=fab)
+    python scripts/airflow_local.py run --executor celery --workers 2   # make airflow EXECUTOR=celery WORKERS=2
     python scripts/airflow_local.py stop    # stop the one started from this AIRFLOW_HOME (pid file)
     python scripts/airflow_local.py exec airflow users list   # a command with its environment (home, DB)
 
@@ -18,6 +19,11 @@ with the same generated passwords, so roles and per-DAG permissions (scripts/gra
 Environment (all optional): PRIMETRIC_DSN (server, default postgresql://postgres@127.0.0.1:5432),
 AIRFLOW_LOCAL_HOME (default $AIRFLOW_HOME/local, else .airflow/local), AIRFLOW_PORT (default 8080),
 AIRFLOW_META_DB (default airflow_meta), PRIMETRIC_LOCAL_DB (default primetric_airflow).
+
+CeleryExecutor (``--executor celery``): the local Redis (AIRFLOW_LOCAL_REDIS, default redis://127.0.0.1:6379)
+as broker on database 5, Celery's results in the metadata database, N ``airflow celery worker`` processes, each
+with its own home (``workers/worker-N``: AIRFLOW_HOME, cwd, TMPDIR, task logs, DAG-parse cache), its own
+loopback address (its task instances' hostname) and its own log server there (README, Scaling out on Celery).
 
 Tests reuse :class:`AirflowLocal` (tests/airflow_server.py): free ports, a temp home, their own databases.
 """

@@ -44,7 +44,7 @@ DEMO_DAGS = ("harvest_sync_1", "harvest_sync_2")  # the enabled projects of incl
 HARVEST_RATE_LIMIT = (10, 5.0)  # the Celery test stack's Harvest account: 10 requests per 5 s, enforced
 TEST_BROKER_DB = 11  # the tests' Redis database (make airflow's is 5)
 HEARTBEAT_TIMEOUT_S = 20  # [scheduler] task_instance_heartbeat_timeout of the Celery test stack (default 300)
-RETRY_DELAY_S = 10  # every task's retry delay on the Celery test stack (the DAGs' own: minutes)
+RETRY_DELAY_S = 6  # every task's retry delay on the Celery test stack (the DAGs' own: minutes)
 CELERY_TEST_ENV = {
     "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": str(HEARTBEAT_TIMEOUT_S),
     "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "2",
