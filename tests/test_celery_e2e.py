@@ -30,7 +30,8 @@ import pytest
 import requests
 
 from primetric_harvest.names import dag_id
-from scripts.airflow_local import AirflowLocal, free_port
+from scripts.airflow_local import AirflowLocal, free_port, parse_args
+from scripts.local_settings.airflow_local_settings import WORKER_ADDRESS
 from tests.airflow_server import HEARTBEAT_TIMEOUT_S, RETRY_DELAY_S, run_path, set_paused, task_log, trigger
 
 pytestmark = pytest.mark.airflow
@@ -312,3 +313,33 @@ def test_a_worker_pointed_at_a_closed_postgres_port_fails_clearly_and_the_retry_
     ], attempts
     assert worklogs(stack, project_id) == expected[project_id]
     assert {p: worklogs(stack, p) for p in others} == others  # and nothing else moved
+
+
+def test_the_celery_launcher_options_and_what_each_worker_keeps_to_itself(tmp_path):
+    """No stack: `--executor celery --workers N`, and the environments the launcher gives its processes."""
+    args = parse_args(["run", "--executor", "celery", "--workers", "3", "--auth", "fab"])
+    assert (args.executor, args.workers, args.auth) == ("celery", 3, "fab")
+    assert parse_args(["run"]).executor == "local"
+    with pytest.raises(SystemExit):
+        parse_args(["run", "--executor", "kubernetes"])
+    with pytest.raises(ValueError, match="workers"):
+        AirflowLocal(home=tmp_path, executor="celery", workers=0)
+
+    server = AirflowLocal(home=tmp_path, executor="celery", workers=3, broker_db=9, quiet=True)
+    server._prepare_secrets()
+    env = server.env()
+    assert env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
+    assert env["AIRFLOW__CELERY__BROKER_URL"].endswith(":6379/9")
+    assert env["AIRFLOW__CELERY__RESULT_BACKEND"] == f"db+{server.meta_dsn}"
+    assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].startswith("postgresql+psycopg2://")
+    workers = [server.worker_env(name) for name in server.worker_names]
+    own = ("AIRFLOW_HOME", "TMPDIR", "AIRFLOW__LOGGING__BASE_LOG_FOLDER", "PRIMETRIC_DAG_CACHE", WORKER_ADDRESS)
+    for key in own:  # each worker its own, none the scheduler's
+        values = [w[key] for w in workers]
+        assert len(set(values)) == len(workers) and env.get(key) not in values, key
+    # What every process must share: the keys that encrypt connections and OAuth tokens and sign task tokens.
+    for key in ("AIRFLOW__CORE__FERNET_KEY", "AIRFLOW__API_AUTH__JWT_SECRET", "AIRFLOW__API__SECRET_KEY"):
+        assert {w[key] for w in workers} == {env[key]}, key
+    local = AirflowLocal(home=tmp_path, quiet=True)
+    local._prepare_secrets()
+    assert local.env()["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor" and not local.worker_names
