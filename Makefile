@@ -41,9 +41,13 @@ demo: venv postgres
 
 # A full local Airflow 3 (api-server, scheduler, dag-processor, triggerer) + simulator + demo data; Ctrl-C stops it.
 # AUTH=fab: the FAB auth manager of production (users, roles, per-DAG permissions) instead of the simple one.
+# EXECUTOR=celery WORKERS=2: CeleryExecutor on the local Redis (db 5) with WORKERS Celery workers (README,
+# Scaling out on Celery).
 AUTH ?= simple
+EXECUTOR ?= local
+WORKERS ?= 2
 airflow: venv postgres
-	@$(BIN)/python scripts/airflow_local.py run --auth $(AUTH)
+	@$(BIN)/python scripts/airflow_local.py run --auth $(AUTH) --executor $(EXECUTOR) --workers $(WORKERS)
 
 airflow-stop:
 	@$(BIN)/python scripts/airflow_local.py stop

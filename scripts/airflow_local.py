@@ -8,6 +8,7 @@ anything that still carries the marker (a task process that left its group), so 
 
     python scripts/airflow_local.py run     # start, print the address and login, run until Ctrl-C
     python scripts/airflow_local.py run --auth fab   # the same with the FAB auth manager (make airflow AUTH=fab)
+    python scripts/airflow_local.py run --executor celery --workers 2   # make airflow EXECUTOR=celery WORKERS=2
     python scripts/airflow_local.py stop    # stop the one started from this AIRFLOW_HOME (pid file)
     python scripts/airflow_local.py exec airflow users list   # a command with its environment (home, DB)
 
@@ -18,6 +19,11 @@ with the same generated passwords, so roles and per-DAG permissions (scripts/gra
 Environment (all optional): PRIMETRIC_DSN (server, default postgresql://postgres@127.0.0.1:5432),
 AIRFLOW_LOCAL_HOME (default $AIRFLOW_HOME/local, else .airflow/local), AIRFLOW_PORT (default 8080),
 AIRFLOW_META_DB (default airflow_meta), PRIMETRIC_LOCAL_DB (default primetric_airflow).
+
+CeleryExecutor (``--executor celery``): the local Redis (AIRFLOW_LOCAL_REDIS, default redis://127.0.0.1:6379)
+as broker on database 5, Celery's results in the metadata database, N ``airflow celery worker`` processes, each
+with its own home (``workers/worker-N``: AIRFLOW_HOME, cwd, TMPDIR, task logs, DAG-parse cache), its own
+loopback address (its task instances' hostname) and its own log server there (README, Scaling out on Celery).
 
 Tests reuse :class:`AirflowLocal` (tests/airflow_server.py): free ports, a temp home, their own databases.
 """
@@ -41,7 +47,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
+import redis
 import requests
+from cryptography.fernet import Fernet
 from psycopg import sql as pgsql
 
 from harvest_simulator.demo import demo_command, demo_connection
@@ -57,6 +65,11 @@ MARKER = "AIRFLOW_LOCAL_ID"  # set in the environment of every process we start 
 PID_FILE = "airflow-local.pid"
 POOL = (HARVEST_POOL, str(HARVEST_POOL_SLOTS), HARVEST_POOL_DESCRIPTION)
 SERVICES = ("api-server", "scheduler", "dag-processor", "triggerer")
+EXECUTORS = {"local": "LocalExecutor", "celery": "CeleryExecutor"}
+REDIS_URL = os.environ.get("AIRFLOW_LOCAL_REDIS", "redis://127.0.0.1:6379")
+BROKER_DB = 5  # make airflow's Redis database number (tests pass their own)
+LOCAL_SETTINGS = ROOT / "scripts" / "local_settings"  # airflow_local_settings.py: hostname callable, retry delay
+WORKER = "AIRFLOW_LOCAL_WORKER"  # in a Celery worker's environment (and its task processes'): its name
 # Simple auth manager users (user:role). "viewer" may read but not trigger: the UI page's permission check;
 # "manager" (role user) may trigger and edit DAGs but is no administrator: the Harvest sync page's story.
 USERS = {"admin": "admin", "viewer": "viewer", "manager": "user"}
@@ -214,6 +227,14 @@ class AirflowLocal:
     parallelism: int = 4
     quiet: bool = False
     auth: str = "simple"
+    executor: str = "local"  # "local" (LocalExecutor) or "celery" (CeleryExecutor, ``workers`` Celery workers)
+    workers: int = 2
+    worker_concurrency: int = 2  # task slots per Celery worker
+    broker_db: int = BROKER_DB  # the Redis database number of the Celery broker (flushed at start)
+    extra_env: dict[str, str] = field(default_factory=dict)  # every process (tests: short timeouts)
+    # (requests, seconds): the simulator enforces this rate limit and harvest_default paces to it (default:
+    # no limit in the simulator, Harvest's 100 per 15 s in the sync).
+    harvest_rate_limit: tuple[int, float] | None = None
     marker: str = field(default_factory=lambda: uuid.uuid4().hex)
     procs: dict[str, subprocess.Popen] = field(default_factory=dict, init=False)
     harvest_url: str | None = field(default=None, init=False)
@@ -221,11 +242,16 @@ class AirflowLocal:
     _started: dict[int, int | None] = field(default_factory=dict, init=False)  # pid → start time
     _stopped: bool = field(default=False, init=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+    _ready_from: dict[str, int] = field(default_factory=dict, init=False, repr=False)  # worker log offsets
 
     def __post_init__(self) -> None:
         self.home = Path(self.home).resolve()
         if self.auth not in AUTH_MANAGERS:
             raise ValueError(f"auth must be one of {sorted(AUTH_MANAGERS)}, not {self.auth!r}")
+        if self.executor not in EXECUTORS:
+            raise ValueError(f"executor must be one of {sorted(EXECUTORS)}, not {self.executor!r}")
+        if self.executor == "celery" and not 1 <= self.workers <= 250:
+            raise ValueError(f"workers must be between 1 and 250, not {self.workers}")
         if self.port == 0:
             self.port = free_port()
 
@@ -241,6 +267,28 @@ class AirflowLocal:
     @property
     def primetric_dsn(self) -> str:
         return f"{self.server}/{self.primetric_db}"
+
+    @property
+    def meta_sqlalchemy_url(self) -> str:
+        """The metadata database for Airflow: psycopg2, the driver Airflow supports (psycopg 3 breaks its
+        dependency views: ``operator does not exist: jsonb #> character varying``)."""
+        return self.meta_dsn.replace("postgresql://", "postgresql+psycopg2://", 1)
+
+    @property
+    def broker_url(self) -> str:
+        return f"{REDIS_URL}/{self.broker_db}"
+
+    @property
+    def worker_names(self) -> list[str]:
+        return [f"worker-{i}" for i in range(1, self.workers + 1)] if self.executor == "celery" else []
+
+    def worker_address(self, name: str) -> str:
+        """The loopback address of a Celery worker: its task instances' hostname and its log server's host."""
+        return f"127.0.0.{1 + self.worker_names.index(name) + 1}"
+
+    def worker_home(self, name: str) -> Path:
+        """A worker's own folder (AIRFLOW_HOME, cwd, TMPDIR, task logs, DAG-parse cache): nothing shared."""
+        return self.home / "workers" / name
 
     @property
     def users(self) -> dict[str, str]:
@@ -273,6 +321,9 @@ class AirflowLocal:
         self._step(f"databases {self.meta_db} (Airflow metadata) and {self.primetric_db} (demo Primetric)")
         self._create_databases()
 
+        if self.executor == "celery":
+            self._step(f"Celery broker {self.broker_url} (flushed: the queue is this stack's alone)")
+            redis.Redis.from_url(self.broker_url).flushdb()
         self._step("Harvest simulator (demo scenario), airflow db migrate, Primetric migrations")
         self._start_simulator()
         env = self.env()
@@ -295,10 +346,119 @@ class AirflowLocal:
             if name == "api-server":
                 args += ["--host", "127.0.0.1", "--port", str(self.port), "--workers", "1"]
             self._spawn(name, args, env)
+        for name in self.worker_names:
+            self.start_worker(name)
         return self
 
+    # -- Celery workers ------------------------------------------------------------------------------
+    def worker_env(self, name: str, overrides: dict[str, str] | None = None) -> dict[str, str]:
+        """A Celery worker's environment: the stack's, with its own home, temp and log folders and address."""
+        home = self.worker_home(name)
+        return {
+            **self.env(),
+            WORKER: name,
+            "AIRFLOW_HOME": str(home),
+            "TMPDIR": str(home / "tmp"),
+            "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
+            "AIRFLOW__CORE__HOSTNAME_CALLABLE": "airflow_local_settings.worker_hostname",
+            "AIRFLOW_LOCAL_WORKER_ADDRESS": self.worker_address(name),
+            "PRIMETRIC_DAG_CACHE": str(home / "cache" / "harvest_linked_projects.json"),
+            **(overrides or {}),
+        }
+
+    def start_worker(self, name: str, overrides: dict[str, str] | None = None) -> None:
+        """Start (or restart) Celery worker ``name`` and its log server; ``overrides``: its environment only
+        (e.g. AIRFLOW_CONN_PRIMETRIC_DB pointing elsewhere). Returns at once: wait_workers."""
+        home = self.worker_home(name)
+        for folder in (home, home / "tmp", home / "logs", home / "cache"):
+            folder.mkdir(parents=True, exist_ok=True)
+        env = self.worker_env(name, overrides)
+        self._ready_from[name] = (
+            (self.log_dir / f"{name}.log").stat().st_size if (self.log_dir / f"{name}.log").exists() else 0
+        )
+        # Airflow's own log server (started by `celery worker` unless --skip-serve-logs) binds every address at
+        # one port: two workers on one machine would collide. Each serves its own folder at its own address.
+        self._spawn(
+            f"{name}-logs",
+            [
+                str(BIN / "python"),
+                "-m",
+                "uvicorn",
+                "airflow.utils.serve_logs.log_server:get_app",
+                "--factory",
+                "--host",
+                self.worker_address(name),
+                "--port",
+                env["AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT"],
+                "--no-access-log",
+            ],
+            env,
+            cwd=home,
+        )
+        self._spawn(
+            name,
+            [
+                str(BIN / "airflow"),
+                "celery",
+                "worker",
+                "--celery-hostname",
+                f"{name}@%h",
+                "--concurrency",
+                str(self.worker_concurrency),
+                "--skip-serve-logs",
+            ],
+            env,
+            cwd=home,
+        )
+
+    def wait_workers(self, names: Iterable[str] | None = None, timeout: float = 120.0) -> None:
+        """Until each Celery worker (default: all running) has logged that it is ready to take tasks."""
+        pending = set(names if names is not None else [n for n in self.worker_names if n in self.procs])
+        deadline = time.monotonic() + timeout
+        while pending and time.monotonic() < deadline:
+            self._check_services()
+            for name in sorted(pending):
+                log = self.log_dir / f"{name}.log"
+                with contextlib.suppress(OSError), open(log, "rb") as f:
+                    f.seek(self._ready_from.get(name, 0))
+                    if b" ready." in f.read():
+                        pending.discard(name)
+            time.sleep(0.5)
+        if pending:
+            raise TimeoutError(
+                f"Celery worker(s) {sorted(pending)} not ready after {timeout:.0f} s; logs in {self.log_dir}"
+            )
+
+    def kill_worker(self, name: str, sig: int = signal.SIGKILL) -> list[int]:
+        """Signal everything of Celery worker ``name`` at once (as a machine dying with ``sig`` = SIGKILL): the
+        worker, its pool and task processes (also one that left the group) and its log server. Returns the pids."""
+        groups = {p.pid: self._started.get(p.pid) for n, p in self.procs.items() if n in (name, f"{name}-logs")}
+        needle = f"{WORKER}={name}".encode()
+        groups = _valid_groups(groups)
+        pids = set()
+        for pid in _ours(self.marker, groups):  # the stack's processes: keep the worker's own only
+            info = _stat(pid)
+            with contextlib.suppress(OSError):
+                if (info and info[1] in groups) or needle in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"):
+                    pids.add(pid)
+        for pgid in groups:
+            _signal_group(pgid, sig)
+        for pid in pids:
+            _signal_pid(pid, sig)
+        for n in (name, f"{name}-logs"):
+            proc = self.procs.pop(n, None)
+            if proc is not None:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(timeout=20)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and any(_alive(pid) for pid in pids):
+            time.sleep(0.1)
+        self._write_pid_file()
+        return sorted(pids)
+
     def wait_healthy(self, timeout: float = 180.0) -> None:
-        """Until /api/v2/monitor/health reports every component healthy; raises if a service dies."""
+        """Until /api/v2/monitor/health reports every component healthy (and every Celery worker is ready);
+        raises if a service dies."""
         deadline = time.monotonic() + timeout
         if "pools-set" in self.procs:
             self._wait_all({"pools-set": self.procs["pools-set"]}, timeout=timeout)
@@ -311,6 +471,7 @@ class AirflowLocal:
                 last = json.dumps(bad)
                 if bad and all(status == "healthy" for status in bad.values()):
                     if {"metadatabase", "scheduler", "triggerer", "dag_processor"} <= set(bad):
+                        self.wait_workers(timeout=max(1.0, deadline - time.monotonic()))
                         return
             except (requests.RequestException, ValueError) as exc:
                 last = type(exc).__name__
@@ -390,25 +551,49 @@ class AirflowLocal:
             "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
             "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
-            "AIRFLOW__CORE__PARALLELISM": str(self.parallelism),
+            "AIRFLOW__CORE__EXECUTOR": EXECUTORS[self.executor],
+            "AIRFLOW__CORE__PARALLELISM": str(self._parallelism()),
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
             "AIRFLOW__CORE__TEST_CONNECTION": "Enabled",  # the connection form's Test button (Harvest's answers)
             **self._auth_env(),
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.url}/execution/",
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.meta_dsn.replace("postgresql://", "postgresql+psycopg://", 1),
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.meta_sqlalchemy_url,
             "AIRFLOW__API__BASE_URL": self.url,
             "AIRFLOW__API__WORKERS": "1",
             "AIRFLOW__API_AUTH__JWT_SECRET": self._secrets["jwt_secret"],
             "AIRFLOW__API__SECRET_KEY": self._secrets["secret_key"],
+            "AIRFLOW__CORE__FERNET_KEY": self._secrets["fernet_key"],
             "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(ports["worker_log"]),
             "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(ports["trigger_log"]),
             # New linked projects appear within a minute rather than five.
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "60",
             "AIRFLOW_CONN_PRIMETRIC_DB": self.primetric_dsn,
-            "AIRFLOW_CONN_HARVEST_DEFAULT": demo_connection(self.harvest_url or "http://127.0.0.1:1"),
+            "AIRFLOW_CONN_HARVEST_DEFAULT": self._harvest_connection(),
             "PRIMETRIC_DAG_CACHE": str(self.home / "cache" / "harvest_linked_projects.json"),
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(LOCAL_SETTINGS), os.environ.get("PYTHONPATH")])),
+            **self._celery_env(),
+            **self.extra_env,
         }
+
+    def _parallelism(self) -> int:
+        return self.workers * self.worker_concurrency if self.executor == "celery" else self.parallelism
+
+    def _celery_env(self) -> dict[str, str]:
+        if self.executor != "celery":
+            return {}
+        return {
+            "AIRFLOW__CELERY__BROKER_URL": self.broker_url,
+            # Task states in the metadata database (Celery's own tables), as docker-compose.yaml does.
+            "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + self.meta_dsn,
+            "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(self.worker_concurrency),
+        }
+
+    def _harvest_connection(self) -> str:
+        conn = json.loads(demo_connection(self.harvest_url or "http://127.0.0.1:1"))
+        if self.harvest_rate_limit:
+            requests_, seconds = self.harvest_rate_limit
+            conn["extra"] = {**conn["extra"], "rate_limit_requests": requests_, "rate_limit_seconds": seconds}
+        return json.dumps(conn)
 
     # -- internals -------------------------------------------------------------------------------------
     def _auth_env(self) -> dict[str, str]:
@@ -480,6 +665,13 @@ class AirflowLocal:
             self._secrets = json.loads(secret_path.read_text())
         except (OSError, ValueError):
             self._secrets = {"jwt_secret": secrets.token_urlsafe(32), "secret_key": secrets.token_urlsafe(32)}
+        if "fernet_key" not in self._secrets:
+            # Connections and the OAuth token table are encrypted with it: every process needs the same key, not
+            # each its own generated airflow.cfg's (Celery workers have homes of their own). A home from before
+            # keeps the key its airflow.cfg generated, so what it encrypted stays readable.
+            self._secrets["fernet_key"] = _configured_fernet_key(self.home / "airflow.cfg") or (
+                Fernet.generate_key().decode()
+            )
             secret_path.write_text(json.dumps(self._secrets))
             secret_path.chmod(0o600)
 
@@ -504,7 +696,13 @@ class AirflowLocal:
                 print(f"could not drop database {name}: {exc}", file=sys.stderr)
 
     def _spawn(
-        self, name: str, args: list[str], env: dict[str, str], stdin_text: str | None = None, log_mode: str = "ab"
+        self,
+        name: str,
+        args: list[str],
+        env: dict[str, str],
+        stdin_text: str | None = None,
+        log_mode: str = "ab",
+        cwd: Path = ROOT,
     ) -> subprocess.Popen:
         if self._stopped:
             raise RuntimeError("stopped while starting")
@@ -512,7 +710,7 @@ class AirflowLocal:
         try:
             proc = subprocess.Popen(
                 args,
-                cwd=ROOT,
+                cwd=cwd,
                 env=env,
                 stdin=subprocess.DEVNULL if stdin_text is None else subprocess.PIPE,
                 stdout=log,
@@ -533,6 +731,8 @@ class AirflowLocal:
     def _start_simulator(self) -> None:
         port = free_port()
         args = demo_command(port)
+        if self.harvest_rate_limit:
+            args += ["--rate-limit", "{}/{}".format(*self.harvest_rate_limit)]
         proc = self._spawn("harvest-simulator", args, {**self.env(), MARKER: self.marker})
         deadline = time.monotonic() + 60
         url = f"http://127.0.0.1:{port}"
@@ -562,7 +762,7 @@ class AirflowLocal:
         self._write_pid_file()
 
     def _check_services(self) -> None:
-        for name in (*SERVICES, "harvest-simulator"):
+        for name in (*SERVICES, "harvest-simulator", *self.worker_names, *(f"{n}-logs" for n in self.worker_names)):
             proc = self.procs.get(name)
             if proc is not None and proc.poll() is not None:
                 raise RuntimeError(
@@ -580,12 +780,26 @@ class AirflowLocal:
             "marker": self.marker,
             "url": self.url,
             "auth": self.auth,
+            "executor": self.executor,
             "processes": {name: p.pid for name, p in self.procs.items()},
             "groups": {str(pgid): started for pgid, started in self._groups().items()},
         }
         tmp = self.pid_file.with_suffix(".tmp")
         tmp.write_text(json.dumps(data))
         os.replace(tmp, self.pid_file)
+
+
+def _configured_fernet_key(cfg: Path) -> str | None:
+    """The ``[core] fernet_key`` of an airflow.cfg Airflow generated earlier, if any."""
+    try:
+        text = cfg.read_text()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        key, sep, value = line.partition("=")
+        if sep and key.strip() == "fernet_key" and value.strip():
+            return value.strip()
+    return None
 
 
 def read_pid_file(path: Path) -> dict | None:
@@ -649,6 +863,7 @@ def exec_command(args: argparse.Namespace) -> int:
         meta_db=args.meta_db,
         primetric_db=args.primetric_db,
         auth=running.get("auth", args.auth),  # the running one's, else --auth
+        executor=running.get("executor", args.executor),
         quiet=True,
     )
     server._prepare_secrets()
@@ -663,6 +878,8 @@ def run(args: argparse.Namespace) -> int:
         primetric_db=args.primetric_db,
         fresh=args.fresh,
         auth=args.auth,
+        executor=args.executor,
+        workers=args.workers,
     )
     stop_requested = threading.Event()
 
@@ -682,6 +899,13 @@ def run(args: argparse.Namespace) -> int:
             if server.auth == "fab"
             else ""
         )
+        celery_note = (
+            f"  CeleryExecutor: broker {server.broker_url}, workers "
+            + ", ".join(f"{n} ({server.worker_address(n)}, {server.worker_home(n)})" for n in server.worker_names)
+            + "\n"
+            if server.executor == "celery"
+            else ""
+        )
         print(
             f"\nAirflow {server.url}  (ready in {time.monotonic() - started:.0f} s, {server.auth} auth manager)\n"
             f"  login:        admin / {server.passwords['admin']}"
@@ -692,6 +916,7 @@ def run(args: argparse.Namespace) -> int:
             f"  REST API:     {server.url}/api/v2  (token: POST {server.url}/auth/token)\n"
             f"  Harvest simulator (demo account): {server.harvest_url}\n"
             f"  Primetric database: {server.primetric_dsn}   metadata: {server.meta_dsn}\n"
+            f"{celery_note}"
             f"  logs: {server.log_dir}   DAGs start paused: unpause harvest_sync_<id> in the UI.\n"
             f"Stop with Ctrl-C or `make airflow-stop`.",
             flush=True,
@@ -727,6 +952,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=os.environ.get("AIRFLOW_LOCAL_AUTH", "simple"),
         help="auth manager: simple (default) or fab (users, roles and per-DAG permissions, as in production)",
     )
+    parser.add_argument(
+        "--executor",
+        choices=sorted(EXECUTORS),
+        default=os.environ.get("AIRFLOW_LOCAL_EXECUTOR", "local"),
+        help="local (LocalExecutor, default) or celery (CeleryExecutor on the local Redis, --workers workers)",
+    )
+    parser.add_argument("--workers", type=int, default=2, help="Celery workers (with --executor celery)")
     argv = list(sys.argv[1:] if argv is None else argv)
     rest: list[str] = []
     if "exec" in argv:

@@ -18,6 +18,12 @@ Fixture ``airflow_fab_server`` (module-scoped: started once for the module that 
 so two stacks do not run side by side for the rest of the session): the same with the FAB auth manager,
 ``make airflow AUTH=fab``'s launcher; users ``admin`` (FAB role Admin) and ``viewer`` (Viewer) created through
 FAB.
+
+Fixture ``airflow_celery_server`` (module-scoped, like the FAB one): ``make airflow EXECUTOR=celery WORKERS=2``'s
+launcher: CeleryExecutor, Redis database :data:`TEST_BROKER_DB` as broker, two Celery workers (``worker-1`` at
+127.0.0.2, ``worker-2`` at 127.0.0.3, each with its own home), a short task heartbeat timeout and retry delay
+(:data:`CELERY_TEST_ENV`) so that a killed worker's task is retried within the test. ``kill_worker(name)``,
+``start_worker(name, overrides)`` and ``wait_workers([name])`` stop and restart one worker.
 """
 
 from __future__ import annotations
@@ -35,6 +41,16 @@ import pytest
 from scripts.airflow_local import AirflowLocal, _ours
 
 DEMO_DAGS = ("harvest_sync_1", "harvest_sync_2")  # the enabled projects of include/sql/demo_seed.sql
+HARVEST_RATE_LIMIT = (10, 5.0)  # the Celery test stack's Harvest account: 10 requests per 5 s, enforced
+TEST_BROKER_DB = 11  # the tests' Redis database (make airflow's is 5)
+HEARTBEAT_TIMEOUT_S = 20  # [scheduler] task_instance_heartbeat_timeout of the Celery test stack (default 300)
+RETRY_DELAY_S = 6  # every task's retry delay on the Celery test stack (the DAGs' own: minutes)
+CELERY_TEST_ENV = {
+    "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": str(HEARTBEAT_TIMEOUT_S),
+    "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "2",
+    "AIRFLOW_LOCAL_RETRY_DELAY": str(RETRY_DELAY_S),  # scripts/local_settings/airflow_local_settings.py
+    "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "10",  # projects linked by a test show up sooner
+}
 TERMINAL = {"success", "failed"}
 
 
@@ -50,11 +66,27 @@ def airflow_fab_server(tmp_path_factory) -> AirflowLocal:
         yield server
 
 
+@pytest.fixture(scope="module")
+def airflow_celery_server(tmp_path_factory) -> AirflowLocal:
+    with _running(
+        tmp_path_factory,
+        auth="simple",
+        suffix="celery_",
+        executor="celery",
+        workers=2,
+        broker_db=TEST_BROKER_DB,
+        extra_env=CELERY_TEST_ENV,
+        harvest_rate_limit=HARVEST_RATE_LIMIT,
+    ) as server:
+        yield server
+
+
 @contextlib.contextmanager
-def _running(tmp_path_factory, auth: str, suffix: str):
-    """A started, healthy AirflowLocal with the demo DAGs parsed; stopped (databases dropped) afterwards."""
+def _running(tmp_path_factory, auth: str, suffix: str, **options):
+    """A started, healthy AirflowLocal with the demo DAGs parsed; stopped (databases dropped) afterwards.
+    ``options``: more AirflowLocal fields (executor, workers, ...)."""
     server = AirflowLocal(
-        home=tmp_path_factory.mktemp(f"airflow-local-{auth}"),
+        home=tmp_path_factory.mktemp(f"airflow-local-{suffix or auth}"),
         port=0,
         meta_db=f"airflow_meta_{suffix}t_{os.getpid()}",
         primetric_db=f"primetric_af_{suffix}t_{os.getpid()}",
@@ -62,6 +94,7 @@ def _running(tmp_path_factory, auth: str, suffix: str):
         drop_databases=True,
         quiet=True,
         auth=auth,
+        **options,
     )
     atexit.register(server.stop)  # even if the session dies before the teardown below
     previous = None

@@ -165,6 +165,9 @@ def test_production_runs_the_official_airflow_3_services_and_nothing_of_the_demo
             and "@redis:" in env["AIRFLOW__CELERY__BROKER_URL"]
         )
         assert "@postgres/" in env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"], name
+        # psycopg2, the driver Airflow supports: on psycopg 3 its dependency views answer 500.
+        assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].startswith("postgresql+psycopg2://"), name
+        assert env["AIRFLOW__CELERY__RESULT_BACKEND"].startswith("db+postgresql://"), name
 
 
 def test_init_migrates_airflow_and_our_schema(production):
@@ -202,6 +205,18 @@ def test_image_tags_and_base_image_equal_the_pinned_airflow(production, example_
     assert re.search(r"^RUN pip install --no-cache-dir --no-deps /tmp/primetric-harvest$", dockerfile, re.M)
     for path in ("pyproject.toml", "src/", "include/"):
         assert re.search(rf"^COPY .*\b{re.escape(path)} ", dockerfile, re.M), f"the image needs {path}"
+
+
+def test_the_image_installs_the_one_list_of_pins_with_the_celery_packages():
+    """requirements.txt is the only list: the venv (make venv) and the image install the same versions."""
+    dockerfile = DOCKERFILE.read_text()
+    assert re.findall(r"-r (\S+)", dockerfile) == ["/tmp/requirements/requirements.txt"]
+    assert not list((ROOT / "docker").glob("requirements*.txt")), "a second list of pins"
+    ignore = (ROOT / "docker" / "Dockerfile.dockerignore").read_text()
+    assert "requirements-" not in ignore
+    pins = dict(line.split("==", 1) for line in (ROOT / "requirements.txt").read_text().splitlines() if "==" in line)
+    for package in ("apache-airflow-providers-celery", "celery", "kombu", "redis"):
+        assert package in pins, f"requirements.txt pins no {package}"
 
 
 def test_every_mounted_host_path_exists_in_the_repository(production, demo):

@@ -22,6 +22,8 @@ FIXTURE_TIERS = {
     "dagbag": "db",  # the DAG file reads the linked projects from the Primetric database
     "airflow_db": "airflow",
     "airflow_server": "airflow",
+    "airflow_fab_server": "airflow",
+    "airflow_celery_server": "airflow",
 }
 
 
