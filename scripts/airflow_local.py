@@ -619,8 +619,12 @@ class AirflowLocal:
             )
             for user, role in self.users.items()
         }
-        create["roles-see-plugins"] = ([airflow, *FAB_ROLES_SEE_PLUGINS], None)
-        outputs = self._run_all(create, env)
+        # The first FAB command of a new metadata database creates FAB's permissions; two doing so at once
+        # collide (UniqueViolation on ab_permission_view_role), so one goes first, the rest side by side.
+        first = next(iter(create))
+        outputs = self._run_all({first: create.pop(first)}, env)
+        outputs |= self._run_all(create, env)
+        self._run_all({"roles-see-plugins": ([airflow, *FAB_ROLES_SEE_PLUGINS], None)}, env)
         reset = {
             f"users-reset-{user}": ([airflow, "users", "reset-password", "--username", user], twice[user])
             for user in self.users
