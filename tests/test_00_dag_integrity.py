@@ -28,6 +28,23 @@ def test_dag_file_parses_one_dag_per_enabled_project(linked, dagbag):
     assert set(dag.params) == {"since", "clear_data", "confirm_project_name"}
 
 
+def test_a_task_process_builds_only_the_dag_of_its_task(linked, dagbag, monkeypatch):
+    """Airflow's task runner parses the file again for each task and says which DAG it wants (the parsing
+    context): only that one is built, so a task does not pay for every linked project's DAG."""
+    from airflow.sdk.definitions.context import _AIRFLOW_PARSING_CONTEXT_DAG_ID
+
+    monkeypatch.setenv(_AIRFLOW_PARSING_CONTEXT_DAG_ID, "harvest_sync_8")
+    bag = dagbag()
+    assert bag.import_errors == {}
+    assert sorted(bag.dags) == ["harvest_sync_8"]
+    assert [t.task_id for t in bag.dags["harvest_sync_8"].topological_sort()] == [
+        "extract",
+        "transform",
+        "load",
+        "report",
+    ]
+
+
 def test_linking_a_project_makes_its_dag_appear_at_the_next_parse(linked, dagbag):
     assert "harvest_sync_10" not in dagbag().dags
     linked.project(10, [1001])
