@@ -90,10 +90,15 @@ class _Sampler:
             scheduler = self.server.procs.get("scheduler")
             if scheduler is None:
                 return {}
+            roots = {}
             try:
-                return {f"local-worker-{p.pid}": p for p in psutil.Process(scheduler.pid).children()}
+                for child in psutil.Process(scheduler.pid).children():
+                    title = " ".join(child.cmdline())
+                    if "serve" not in title:  # the scheduler's log server is no worker
+                        roots[f"local-worker-{child.pid}"] = child
             except psutil.NoSuchProcess:
-                return {}
+                pass
+            return roots
         roots = {}
         for name, proc in self.server.procs.items():
             if "worker" in name:

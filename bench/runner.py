@@ -101,12 +101,14 @@ def _summary(name: str, fig: dict) -> str:
             lines.append(fig["todo"])
         return f"\n{pad}".join(lines)
     if "dag_processor_cpu_share" in fig:  # parse-N
+        failed = f"\n{pad}IMPORT FAILED: {fig['import_error']}" if fig.get("import_error") else ""
         return (
-            f"{fig['dags']} DAGs: module {fig['module_seconds_median']} s, DagBag {fig['dagbag_seconds_median']} s, "
+            f"{fig['linked_projects']} projects in {fig['shards']} DAG file(s), {fig['dags']} DAGs parsed: "
+            f"module {fig['module_seconds_median']} s, DagBag {fig['dagbag_seconds_median']} s, "
             f"serialize {fig['serialize_seconds_median']} s; parse CPU {fig['parse_cpu_seconds']} s\n{pad}"
             f"dag-processor CPU share {fig['dag_processor_cpu_share']:.1%} at min_file_process_interval "
             f"{fig['min_file_process_interval']} s ({fig['dag_processor_cpu_share_at_30s_default']:.1%} at 30 s); "
-            f"a task process's parse (its DAG only): {fig['task_parse_seconds_median']} s"
+            f"a task process's parse (its DAG only): {fig['task_parse_seconds_median']} s{failed}"
         )
     if "phases" in fig:
         phases = " ".join(f"{k} {v['seconds']:.1f}s/{v['peak_rss_mb']:.0f}MB" for k, v in fig["phases"].items())
