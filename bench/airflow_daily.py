@@ -82,8 +82,10 @@ class _Sampler:
     peaks: dict[str, float] = field(default_factory=dict)
     task_peak_mb: float = 0.0
     samples: int = 0
+    peak_connections: dict[str, int] = field(default_factory=dict)  # "metadata" / "primetric" → peak
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
+    _pg: psycopg.Connection | None = None
 
     def _roots(self) -> dict[str, psutil.Process]:
         if self.executor == "local":  # LocalExecutor: the scheduler's worker processes
@@ -125,12 +127,22 @@ class _Sampler:
                     self.task_peak_mb = max(self.task_peak_mb, rss)
             self.peaks[name] = max(self.peaks.get(name, 0.0), total)
         self.samples += 1
+        if self._pg is not None:
+            rows = self._pg.execute(
+                "SELECT datname, count(*) FROM pg_stat_activity WHERE datname = ANY(%s) GROUP BY datname",
+                ([self.server.meta_db, self.server.primetric_db],),
+            ).fetchall()
+            for datname, count in rows:
+                key = "metadata" if datname == self.server.meta_db else "primetric"
+                self.peak_connections[key] = max(self.peak_connections.get(key, 0), count)
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):
             self._sample()
 
     def __enter__(self) -> _Sampler:
+        # PostgreSQL connections of the stack and its tasks, per database (ours is to "postgres", not counted).
+        self._pg = psycopg.connect(f"{self.server.server}/postgres", autocommit=True)
         self._thread = threading.Thread(target=self._loop, name="rss-sampler", daemon=True)
         self._thread.start()
         return self
@@ -139,6 +151,8 @@ class _Sampler:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(5)
+        if self._pg is not None:
+            self._pg.close()
 
 
 def _cpu(proc: psutil.Process, children: bool) -> float:
@@ -173,6 +187,23 @@ def _seed(dsn: str, sim: SimProcess, spec: DailySpec, since: dt.date) -> dict[in
         (list(projects),),
     )
     return projects
+
+
+def _wait_for_dags(server: AirflowLocal, dag_ids: list[str], timeout: float) -> None:
+    """Until the dag-processor has written every DAG (read from the metadata database: the REST API's DAG list
+    stops at [api] maximum_page_limit, 100 by default)."""
+    deadline = time.monotonic() + timeout
+    found = 0
+    while time.monotonic() < deadline:
+        server._check_services()
+        with psycopg.connect(server.meta_dsn) as conn:
+            found = conn.execute(
+                "SELECT count(*) FROM dag WHERE dag_id = ANY(%s) AND NOT is_stale", (dag_ids,)
+            ).fetchone()[0]
+        if found == len(dag_ids):
+            return
+        time.sleep(2)
+    raise TimeoutError(f"{found} of {len(dag_ids)} DAGs parsed after {timeout:.0f} s")
 
 
 def _wait_for_runs(server: AirflowLocal, dag_ids: list[str], spec: DailySpec, say) -> dict[str, int]:
@@ -247,7 +278,7 @@ def run_daily(spec: DailySpec, say=print) -> dict:
             projects = _seed(server.primetric_dsn, sim, spec, since)
             dag_ids = [dag_id(p) for p in projects]
             server.wait_healthy()
-            server.wait_for_dags(dag_ids, timeout=300)
+            _wait_for_dags(server, dag_ids, timeout=600)
             say(f"    stack ready, {len(dag_ids)} DAGs parsed in {time.perf_counter() - started:.0f} s; unpausing")
             expected = sim.call("count", since)
             sim.call("reset")
@@ -361,6 +392,7 @@ def _figures(spec: DailySpec, o: _Observed) -> dict:
         "harvest_floor_seconds": round(floor, 1),
         "peak_rss_mb_per_worker": {k: round(v) for k, v in sorted(sampler.peaks.items())},
         "peak_rss_mb_task_process": round(sampler.task_peak_mb),
+        "peak_postgres_connections": dict(sampler.peak_connections),
         "rss_samples": sampler.samples,
         "retries": sum(1 for t in tis if (t[7] or 1) > 1),
         "hostnames": sorted({t[8] for t in tis if t[8]}),
@@ -374,6 +406,7 @@ def _figures(spec: DailySpec, o: _Observed) -> dict:
         "every project's entries landed or kept aside": all(landed.get(p, 0) == n for p, n in want.items()),
         "four task instances per run": n_ti == 4 * n_projects,
         "worker RSS sampled": bool(sampler.peaks),
+        "PostgreSQL connections sampled": bool(sampler.peak_connections),
     }
     targets = [
         _target("429 answers", "0", str(stats["status_429"]), stats["status_429"] == 0),

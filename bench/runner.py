@@ -96,6 +96,7 @@ def _summary(name: str, fig: dict) -> str:
             f"{fig['api_server_cpu_seconds_per_task']} s",
             f"Harvest: {fig['harvest_requests_per_project']} requests/project, {fig['status_429']} × 429; peak RSS per "
             f"worker (MB, with its task processes): {rss}; largest task process {fig['peak_rss_mb_task_process']} MB",
+            f"peak PostgreSQL connections: {fig.get('peak_postgres_connections')}",
         ]
         if fig.get("todo"):
             lines.append(fig["todo"])
