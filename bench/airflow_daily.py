@@ -225,7 +225,9 @@ def _wait_for_runs(server: AirflowLocal, dag_ids: list[str], spec: DailySpec, sa
             say(f"    {done} of {len(dag_ids)} runs done ({states})")
             last_said = time.monotonic()
         time.sleep(2)
-    raise TimeoutError(f"daily runs not done after {spec.timeout_seconds:.0f} s: {states}")
+    # Out of time: the figures describe what finished (the throughput of a steady state), and say so.
+    say(f"    time budget of {spec.timeout_seconds:.0f} s spent: measuring the runs done so far ({states})")
+    return states
 
 
 def _timings(meta_dsn: str, dag_ids: list[str]) -> dict:
@@ -331,9 +333,13 @@ class _Observed:
 def _figures(spec: DailySpec, o: _Observed) -> dict:
     projects, expected, landed, states, stats, sampler = o.projects, o.expected, o.landed, o.states, o.stats, o.sampler
     cpu_before, cpu_after, parallelism = o.cpu_before, o.cpu_after, o.parallelism
-    runs, tis = o.timings["runs"], o.timings["tis"]
-    first_queued = min(r[3] for r in runs if r[3] is not None)
-    last_done = max(r[5] for r in runs if r[5] is not None)
+    all_runs, all_tis = o.timings["runs"], o.timings["tis"]
+    first_queued = min(r[3] for r in all_runs if r[3] is not None)
+    runs = [r for r in all_runs if str(r[2]) in ("success", "failed")]  # finished runs
+    tis = [t for t in all_tis if t[5] is not None and str(t[2]) in ("success", "failed")]  # finished tasks
+    complete = len(runs) == len(o.projects)
+    # All done: first run queued → last run done. Out of time: → the last task that finished.
+    last_done = max(r[5] for r in runs if r[5] is not None) if complete else max(t[5] for t in tis)
     wall = (last_done - first_queued).total_seconds()
     n_ti = len(tis)
     durations = [t[6] or 0.0 for t in tis]
@@ -360,16 +366,19 @@ def _figures(spec: DailySpec, o: _Observed) -> dict:
     users_pages = math.ceil(spec.users / 2000)
     window_pages = max(1, math.ceil(spec.entries_per_project / 2000))
     budget = 3 + users_pages + window_pages  # users/me, users pages, the window's pages (+ the older-changes query)
-    per_project = stats["requests"] / n_projects
+    extracts_done = max(1, sum(1 for t in tis if t[1] == "extract"))
+    per_project = stats["requests"] / extracts_done  # each finished extract is one project's requests
     floor = stats["requests"] / spec.rate_limit[0] * spec.rate_limit[1] if spec.rate_limit else 0.0
-    projects_per_hour = n_projects / wall * 3600
+    projects_per_hour = n_ti / len(TASKS) / wall * 3600  # project runs' worth of finished tasks per hour
     figures = {
         "executor": spec.executor,
         "workers": spec.workers if spec.executor != "local" else 1,
         "parallelism": parallelism,
         "projects": n_projects,
         "entries_per_project": spec.entries_per_project,
-        "runs": len(runs),
+        "complete": complete,
+        "runs": len(all_runs),
+        "runs_done": len(runs),
         "run_types": sorted({str(r[1]) for r in runs}),
         "run_states": {str(k): v for k, v in states.items()},
         "wall_seconds": round(wall, 1),
@@ -399,16 +408,23 @@ def _figures(spec: DailySpec, o: _Observed) -> dict:
     }
     if spec.executor == "local" and not celery_available():
         figures["todo"] = CELERY_TODO
-    want = {p: expected[h] for p, h in projects.items()}
+    done = {int(str(r[0]).removeprefix("harvest_sync_")) for r in runs}
+    want = {p: expected[h] for p, h in projects.items() if p in done}
     checks = {
-        "every run succeeded": states.get("success", 0) == n_projects and len(runs) == n_projects,
-        "runs created by the scheduler": {str(r[1]) for r in runs} == {"scheduled"},
-        "every project's entries landed or kept aside": all(landed.get(p, 0) == n for p, n in want.items()),
-        "four task instances per run": n_ti == 4 * n_projects,
+        "every finished run succeeded": all(str(r[2]) == "success" for r in runs) and bool(runs),
+        "runs created by the scheduler": {str(r[1]) for r in all_runs} == {"scheduled"},
+        "every finished project's entries landed or kept aside": all(landed.get(p, 0) == n for p, n in want.items()),
+        "four task instances per finished run": all(sum(1 for t in tis if t[0] == r[0]) == len(TASKS) for r in runs),
         "worker RSS sampled": bool(sampler.peaks),
         "PostgreSQL connections sampled": bool(sampler.peak_connections),
     }
     targets = [
+        _target(
+            "runs done within the time budget",
+            f"{n_projects}",
+            f"{len(runs)} in {spec.timeout_seconds:.0f} s",
+            complete,
+        ),
         _target("429 answers", "0", str(stats["status_429"]), stats["status_429"] == 0),
         _target("Harvest requests per project", f"≤ {budget}", f"{per_project:.1f}", per_project <= budget),
     ]

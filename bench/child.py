@@ -109,7 +109,7 @@ def parse_dag_file(conn, env: dict, dag_file: str, repeat: int, task_dag_id: str
             dags = len(bag.dags)
             if bag.import_errors:  # e.g. Airflow's dagbag_import_timeout: a figure of its own, not a crash
                 error = next(iter(bag.import_errors.values())).strip().splitlines()
-                import_error = next((line for line in error if "timeout" in line.lower()), error[-1])
+                import_error = next((line for line in error if "import timeout" in line.lower()), error[-1])
                 break
             started, cpu = time.perf_counter(), time.process_time()
             _serialize_dags(bag, logging.getLogger("bench.parse"))  # type: ignore[arg-type]

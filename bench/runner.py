@@ -22,6 +22,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--smoke", action="store_true", help="20k entries: the same code paths, in about a minute")
     p.add_argument("--only", action="append", help="run only these scenarios (repeatable)")
     p.add_argument("--skip", action="append", default=[], help="leave these scenarios out (repeatable)")
+    p.add_argument(
+        "--daily-budget", type=float, help="daily-N-projects: seconds to wait for the runs (then measure what is done)"
+    )
     p.add_argument("--out", type=Path, default=RESULTS_DIR, help="where the JSON goes (default bench/results/)")
     return p
 
@@ -37,7 +40,7 @@ def run(argv: list[str] | None = None, say=print) -> tuple[dict, Path]:
     log_path = tempfile.NamedTemporaryFile(prefix="bench-steps-", suffix=".log", delete=False).name
     say(f"  task logs: {log_path}")
     started = time.perf_counter()
-    bench = Bench(sizes, log_path, say=say)
+    bench = Bench(sizes, log_path, say=say, daily_budget=args.daily_budget)
     try:
         results = bench.run_all(set(args.only) if args.only else None, skip=set(args.skip))
     finally:
@@ -85,7 +88,8 @@ def _summary(name: str, fig: dict) -> str:
     if "ti_per_minute" in fig:  # daily-N-projects: the real scheduler
         rss = ", ".join(f"{v}" for v in fig["peak_rss_mb_per_worker"].values())
         lines = [
-            f"{fig['projects']} projects, {fig['executor']} executor × {fig['workers']} (parallelism "
+            ("" if fig["complete"] else f"OUT OF TIME: {fig['runs_done']} of {fig['projects']} runs done; ")
+            + f"{fig['projects']} projects, {fig['executor']} executor × {fig['workers']} (parallelism "
             f"{fig['parallelism']}): {fig['wall_seconds']:.0f} s first queued → last done, {fig['ti_per_minute']} "
             f"task instances/min, {fig['projects_per_hour']} projects/h",
             f"task seconds {fig['task_seconds_sum']:.0f} = {fig['task_seconds_per_wall_second']} per wall second; "
