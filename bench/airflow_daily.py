@@ -103,7 +103,7 @@ class _Sampler:
             return roots
         roots = {}
         for name, proc in self.server.procs.items():
-            if "worker" in name:
+            if name in self.server.worker_names:  # not their log servers (worker-N-logs)
                 try:
                     roots[name] = psutil.Process(proc.pid)
                 except psutil.NoSuchProcess:
