@@ -355,7 +355,9 @@ def _figures(spec: DailySpec, o: _Observed) -> dict:
         if t[1] in UPSTREAM and t[3] and end_of.get((t[0], UPSTREAM[t[1]]))
     ]
     extract_wait = [
-        (t[3] - run_start[t[0]]).total_seconds() for t in tis if t[1] == "extract" and t[3] and run_start[t[0]]
+        (t[3] - run_start[t[0]]).total_seconds()
+        for t in tis
+        if t[1] == "extract" and t[3] and run_start.get(t[0])  # out of time: tasks of runs not done have no run row
     ]
     per_task = {
         task: round(sum(t[6] or 0.0 for t in tis if t[1] == task) / max(1, sum(1 for t in tis if t[1] == task)), 2)
