@@ -21,6 +21,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     p.add_argument("--smoke", action="store_true", help="20k entries: the same code paths, in about a minute")
     p.add_argument("--only", action="append", help="run only these scenarios (repeatable)")
+    p.add_argument("--skip", action="append", default=[], help="leave these scenarios out (repeatable)")
+    p.add_argument(
+        "--daily-budget", type=float, help="daily-N-projects: seconds to wait for the runs (then measure what is done)"
+    )
     p.add_argument("--out", type=Path, default=RESULTS_DIR, help="where the JSON goes (default bench/results/)")
     return p
 
@@ -36,9 +40,9 @@ def run(argv: list[str] | None = None, say=print) -> tuple[dict, Path]:
     log_path = tempfile.NamedTemporaryFile(prefix="bench-steps-", suffix=".log", delete=False).name
     say(f"  task logs: {log_path}")
     started = time.perf_counter()
-    bench = Bench(sizes, log_path, say=say)
+    bench = Bench(sizes, log_path, say=say, daily_budget=args.daily_budget)
     try:
-        results = bench.run_all(set(args.only) if args.only else None)
+        results = bench.run_all(set(args.only) if args.only else None, skip=set(args.skip))
     finally:
         shutdown()
     report = {
@@ -80,6 +84,37 @@ def format_table(report: dict) -> str:
 
 
 def _summary(name: str, fig: dict) -> str:
+    pad = " " * 26
+    if "ti_per_minute" in fig:  # daily-N-projects: the real scheduler
+        rss = ", ".join(f"{v}" for v in fig["peak_rss_mb_per_worker"].values())
+        lines = [
+            ("" if fig["complete"] else f"OUT OF TIME: {fig['runs_done']} of {fig['projects']} runs done; ")
+            + f"{fig['projects']} projects, {fig['executor']} executor × {fig['workers']} (parallelism "
+            f"{fig['parallelism']}): {fig['wall_seconds']:.0f} s first queued → last done, {fig['ti_per_minute']} "
+            f"task instances/min, {fig['projects_per_hour']} projects/h",
+            f"task seconds {fig['task_seconds_sum']:.0f} = {fig['task_seconds_per_wall_second']} per wall second; "
+            f"mean per task {fig['task_seconds_mean']}",
+            f"overhead per task: queued→running {fig['queued_to_running_seconds_mean']} s, upstream done→queued "
+            f"{fig['upstream_done_to_queued_seconds_mean']} s, idle slot {fig['slot_idle_seconds_per_task']} s, "
+            f"scheduler CPU {fig['scheduler_cpu_seconds_per_task']} s, api-server CPU "
+            f"{fig['api_server_cpu_seconds_per_task']} s",
+            f"Harvest: {fig['harvest_requests_per_project']} requests/project, {fig['status_429']} × 429; peak RSS per "
+            f"worker (MB, with its task processes): {rss}; largest task process {fig['peak_rss_mb_task_process']} MB",
+            f"peak PostgreSQL connections: {fig.get('peak_postgres_connections')}",
+        ]
+        if fig.get("todo"):
+            lines.append(fig["todo"])
+        return f"\n{pad}".join(lines)
+    if "dag_processor_cpu_share" in fig:  # parse-N
+        failed = f"\n{pad}IMPORT FAILED: {fig['import_error']}" if fig.get("import_error") else ""
+        return (
+            f"{fig['linked_projects']} projects in {fig['shards']} DAG file(s), {fig['dags']} DAGs parsed: "
+            f"module {fig['module_seconds_median']} s, DagBag {fig['dagbag_seconds_median']} s, "
+            f"serialize {fig['serialize_seconds_median']} s; parse CPU {fig['parse_cpu_seconds']} s\n{pad}"
+            f"dag-processor CPU share {fig['dag_processor_cpu_share']:.1%} at min_file_process_interval "
+            f"{fig['min_file_process_interval']} s ({fig['dag_processor_cpu_share_at_30s_default']:.1%} at 30 s); "
+            f"a task process's parse (its DAG only): {fig['task_parse_seconds_median']} s{failed}"
+        )
     if "phases" in fig:
         phases = " ".join(f"{k} {v['seconds']:.1f}s/{v['peak_rss_mb']:.0f}MB" for k, v in fig["phases"].items())
         head = f"{fig['wall_seconds']:.1f} s"

@@ -74,10 +74,10 @@ def warm_up() -> float:
     return _call(noop, (), "warm-up", 300)["wall_seconds"]
 
 
-def parse_dag_file(env: dict, dag_file: str, repeat: int = 3) -> dict:
+def parse_dag_file(env: dict, dag_file: str, task_dag_id: str, repeat: int = 3) -> dict:
     from bench.child import parse_dag_file as target
 
-    return _call(target, (env, dag_file, repeat), "DAG file parse", 600)
+    return _call(target, (env, dag_file, repeat, task_dag_id), "DAG file parse", 900)
 
 
 @dataclass

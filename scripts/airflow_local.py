@@ -488,16 +488,29 @@ class AirflowLocal:
         seen: set[str] = set()
         while time.monotonic() < deadline:
             self._check_services()
-            answer = requests.get(f"{self.url}/api/v2/dags", params={"limit": 1000}, headers=headers, timeout=10)
-            if answer.ok:
-                seen = {d["dag_id"] for d in answer.json()["dags"]}
-                if wanted <= seen:
-                    return
+            seen = self._listed_dags(headers)
+            if wanted <= seen:
+                return
             time.sleep(1)
         raise TimeoutError(
             f"DAGs {sorted(wanted - seen)} not listed by {self.url} after {timeout:.0f} s; "
             f"dag-processor log:\n{_tail(self.log_dir / 'dag-processor.log')}"
         )
+
+    def _listed_dags(self, headers: dict[str, str]) -> set[str]:
+        """Every DAG id the REST API lists, page by page: a page holds at most `[api] maximum_page_limit`
+        (100), whatever ``limit`` asks."""
+        seen: set[str] = set()
+        while True:
+            answer = requests.get(
+                f"{self.url}/api/v2/dags", params={"limit": 100, "offset": len(seen)}, headers=headers, timeout=30
+            )
+            if not answer.ok:
+                return seen
+            page = {d["dag_id"] for d in answer.json()["dags"]}
+            if not page - seen:
+                return seen
+            seen |= page
 
     def stop(self, timeout: float = 20.0) -> None:
         """Stop every process we started (groups, then anything marked), drop test databases. Idempotent."""

@@ -1,6 +1,7 @@
 """DAG integrity over the DagBag: named test_00 so that it runs first in the suite."""
 
 import datetime as dt
+from pathlib import Path
 
 import pytest
 
@@ -26,6 +27,40 @@ def test_dag_file_parses_one_dag_per_enabled_project(linked, dagbag):
     assert all(t.retries >= 1 for t in dag.tasks)
     assert dag.get_task("extract").pool == "harvest_api"
     assert set(dag.params) == {"since", "clear_data", "confirm_project_name"}
+
+
+def test_a_task_process_builds_only_the_dag_of_its_task(linked, dagbag, monkeypatch):
+    """Airflow's task runner parses the file again for each task and says which DAG it wants (the parsing
+    context): only that one is built, so a task does not pay for every linked project's DAG."""
+    from airflow.sdk.definitions.context import _AIRFLOW_PARSING_CONTEXT_DAG_ID
+
+    monkeypatch.setenv(_AIRFLOW_PARSING_CONTEXT_DAG_ID, "harvest_sync_8")
+    bag = dagbag()
+    assert bag.import_errors == {}
+    assert sorted(bag.dags) == ["harvest_sync_8"]
+    assert [t.task_id for t in bag.dags["harvest_sync_8"].topological_sort()] == [
+        "extract",
+        "transform",
+        "load",
+        "report",
+    ]
+
+
+def test_shards_split_the_projects_over_dag_files_and_keep_the_dag_ids(linked, dagbag, monkeypatch):
+    """PRIMETRIC_DAG_SHARDS=2: project p's DAG comes from shard p % 2's file, under the same DAG id; every DAG
+    once, and the shard files beyond the setting hold nothing."""
+    from primetric_harvest.names import DAG_SHARDS_ENV
+
+    monkeypatch.setenv(DAG_SHARDS_ENV, "2")
+    bag = dagbag()
+    assert bag.import_errors == {}
+    where = {d: Path(dag.fileloc).name for d, dag in bag.dags.items()}
+    assert where == {"harvest_sync_7": "harvest_sync_shard_1.py", "harvest_sync_8": "harvest_sync.py"}
+    monkeypatch.setenv(DAG_SHARDS_ENV, "1")
+    assert {d: Path(dag.fileloc).name for d, dag in dagbag().dags.items()} == {
+        "harvest_sync_7": "harvest_sync.py",
+        "harvest_sync_8": "harvest_sync.py",
+    }
 
 
 def test_linking_a_project_makes_its_dag_appear_at_the_next_parse(linked, dagbag):

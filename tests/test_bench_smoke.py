@@ -12,12 +12,13 @@ from bench import world
 from bench.runner import run
 from tests.fixtures import PG
 
-pytestmark = pytest.mark.db
+DAILY = "daily-3-projects"  # the smoke size of daily-200-projects: starts a real Airflow (its own test, below)
 
 
+@pytest.mark.db
 def test_bench_smoke_measures_real_runs_and_writes_json(tmp_path):
     lines: list[str] = []
-    report, path = run(["--smoke", "--out", str(tmp_path)], say=lines.append)
+    report, path = run(["--smoke", "--out", str(tmp_path), "--skip", DAILY], say=lines.append)
 
     # The JSON holds what was printed; the table names every target with its figure.
     assert json.loads(path.read_text())["scenarios"] == json.loads(json.dumps(report["scenarios"], default=str))
@@ -69,12 +70,38 @@ def test_bench_smoke_measures_real_runs_and_writes_json(tmp_path):
 
     parse = scenarios["parse-100"]["figures"]
     assert parse["dags"] == 100
+    assert parse["parse_cpu_seconds"] > 0 and parse["dag_processor_cpu_share"] > 0
+    assert len(parse["serialize_seconds"]) == len(parse["dagbag_seconds"]) == 3
 
     shared = scenarios["shared-account"]["figures"]
     assert shared["projects"] == 8 and shared["requests"] >= 8 * 3
 
     # Nothing left behind: every database the benchmark created is gone.
     assert world.CREATED
+    with psycopg.connect(f"{PG}/postgres") as conn:
+        left = conn.execute("SELECT datname FROM pg_database WHERE datname = ANY(%s)", (world.CREATED,)).fetchall()
+    assert left == []
+
+
+@pytest.mark.airflow
+def test_bench_smoke_daily_runs_go_through_the_real_scheduler(tmp_path):
+    """daily-N-projects at its smoke size: the launcher's stack, the scheduler creates each project's daily run
+    when its DAG is unpaused; what was measured is right (every run scheduled and done, every entry landed, the
+    simulator's requests counted, worker RSS sampled), never how fast."""
+    lines: list[str] = []
+    report, _ = run(["--smoke", "--out", str(tmp_path), "--only", DAILY], say=lines.append)
+    scenario = report["scenarios"][DAILY]
+    assert scenario["checks"] and all(scenario["checks"].values()), scenario["checks"]
+    fig = scenario["figures"]
+    assert fig["projects"] == fig["runs"] == 3 and fig["run_types"] == ["scheduled"]
+    assert fig["task_instances"] == 12 and fig["ti_per_minute"] > 0
+    assert fig["harvest_requests"] >= 3 * 3 and fig["status_429"] == 0
+    assert fig["peak_rss_mb_per_worker"] and all(v > 0 for v in fig["peak_rss_mb_per_worker"].values())
+    assert fig["task_seconds_sum"] > 0 and fig["cpu_seconds"]["scheduler"] > 0
+    table = "\n".join(lines)
+    assert "task instances/min" in table and "requests/project" in table
+    for target in scenario["targets"]:
+        assert f"{target['what']}: {target['figure']}" in table
     with psycopg.connect(f"{PG}/postgres") as conn:
         left = conn.execute("SELECT datname FROM pg_database WHERE datname = ANY(%s)", (world.CREATED,)).fetchall()
     assert left == []

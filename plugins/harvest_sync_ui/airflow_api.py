@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 from fastapi import Request
 
-from primetric_harvest.names import DAG_FILE, DAG_ID_PREFIX
+from primetric_harvest.names import DAG_ID_PREFIX, dag_file
 
 log = logging.getLogger(__name__)
 COOKIE = "_token"  # airflow.api_fastapi.auth.managers.base_auth_manager.COOKIE_NAME_JWT_TOKEN
@@ -235,8 +235,9 @@ def dag_exists(dag_id: str) -> bool:
     return found is not None
 
 
-def _dag_file_location() -> tuple[str, str] | None:
-    """(bundle name, path in the bundle) of the sync's DAG file: from any DAG it ever held, else found on disk."""
+def _dag_file_location(shard: int = 0) -> tuple[str, str] | None:
+    """(bundle name, path in the bundle) of the sync's DAG file of ``shard``: from any DAG it ever held, else
+    found on disk."""
     from airflow.models.dag import DagModel
     from airflow.utils.session import create_session
     from sqlalchemy import select
@@ -244,7 +245,11 @@ def _dag_file_location() -> tuple[str, str] | None:
     with create_session() as session:
         row = session.execute(
             select(DagModel.bundle_name, DagModel.relative_fileloc)
-            .where(DagModel.dag_id.like(f"{DAG_ID_PREFIX}%"), DagModel.relative_fileloc.is_not(None))
+            .where(
+                DagModel.dag_id.like(f"{DAG_ID_PREFIX}%"),
+                DagModel.relative_fileloc.is_not(None),
+                DagModel.relative_fileloc.like(f"%{dag_file(shard)}"),
+            )
             .limit(1)
         ).first()
     if row:
@@ -256,21 +261,21 @@ def _dag_file_location() -> tuple[str, str] | None:
             path = bundle.path
         except Exception:  # noqa: BLE001 - a bundle that is not local has no path to search
             continue
-        found = next(iter(sorted(path.rglob(DAG_FILE))), None) if path.is_dir() else None
+        found = next(iter(sorted(path.rglob(dag_file(shard)))), None) if path.is_dir() else None
         if found is not None:
             return bundle.name, str(found.relative_to(path))
     return None
 
 
-def request_parse_as_server() -> bool:
-    """Ask the DAG processor to parse the sync's DAG file at once (what ``PUT /parseDagFile`` does)."""
+def request_parse_as_server(shard: int = 0) -> bool:
+    """Ask the DAG processor to parse the sync's DAG file (of ``shard``) at once (what ``PUT /parseDagFile`` does)."""
     from airflow.models.dagbag import DagPriorityParsingRequest
     from airflow.utils.session import create_session
     from sqlalchemy import select
 
-    location = _dag_file_location()
+    location = _dag_file_location(shard)
     if location is None:
-        log.warning("Harvest sync page: the DAG file %s was found in no DAG bundle", DAG_FILE)
+        log.warning("Harvest sync page: the DAG file %s was found in no DAG bundle", dag_file(shard))
         return False
     bundle_name, relative_fileloc = location
     with create_session() as session:

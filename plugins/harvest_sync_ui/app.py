@@ -32,9 +32,10 @@ from harvest_sync_ui.airflow_api import TASKS, AirflowApi, AirflowApiError, DagS
 from primetric_harvest import project_settings, web_look
 from primetric_harvest.db import connect
 from primetric_harvest.harvest_projects import harvest_projects
-from primetric_harvest.names import dag_id
+from primetric_harvest.names import dag_id, dag_shard, project_id_of
 from primetric_harvest.plan import CLEAR_DATA, CONFIRM_PROJECT_NAME, SINCE, InvalidSyncRequest, parse_sync_request
 from primetric_harvest.project_settings import SettingsError
+from primetric_harvest.registry import dag_shards
 from primetric_harvest.results import RunSummary, from_xcom
 from primetric_harvest.web_auth import (
     OPERATE,
@@ -469,17 +470,26 @@ def api_dag(project_id: str, request: Request, user: Any = Depends(require_user)
     return {"wanted": wanted, "exists": state is not None, "ready": ready, "dag": _dag_view(pid, state)}
 
 
-def _request_parse(request: Request) -> str:
-    """Ask Airflow to parse the DAG file now: its REST API with the user's token, else as the API server."""
+def _request_parse(request: Request, pid: int) -> str:
+    """Ask Airflow to parse the DAG file of project ``pid`` now (its shard's file, README "Sizing"): its REST API
+    with the user's token, else as the API server."""
     api = AirflowApi.for_request(request)
+    shards = dag_shards()
     try:
-        token = next((s.file_token for s in api.dags().values() if s.file_token), None)
+        token = next(
+            (
+                s.file_token
+                for s in api.dags().values()
+                if s.file_token and dag_shard(project_id_of(s.dag_id) or 0, shards) == dag_shard(pid, shards)
+            ),
+            None,
+        )
         if token:
             api.reparse(token)
             return "rest"
     except AirflowApiError as exc:  # 403: may not edit every DAG of the file; 404: no DAG of it exists yet
         log.info("Harvest sync page: parseDagFile answered %s (%s); asking as the API server", exc.status, exc.detail)
-    airflow_api.request_parse_as_server()
+    airflow_api.request_parse_as_server(dag_shard(pid, shards))
     return "server"
 
 
@@ -492,7 +502,7 @@ async def api_parse(project_id: str, request: Request, user: Any = Depends(requi
 def _parse(project_id: str, request: Request, user: Any) -> dict:
     pid = _project_id(project_id)
     require(user, _edit_action(pid), dag_id(pid))
-    return {"requested": True, "how": _request_parse(request)}
+    return {"requested": True, "how": _request_parse(request, pid)}
 
 
 @app.post("/api/projects/{project_id}/schedule/rearm")
@@ -509,7 +519,7 @@ def _rearm(project_id: str, request: Request, user: Any) -> dict:
         since = project_settings.rearm_daily_schedule(conn, pid, actor=user_name(user))
     if since is None:
         raise HTTPException(409, f"Project {pid} is not set up for the Harvest sync.")
-    return {"daily_schedule_since": data.plain(since), "parse": _request_parse(request)}
+    return {"daily_schedule_since": data.plain(since), "parse": _request_parse(request, pid)}
 
 
 @app.post("/api/projects/{project_id}/runs")

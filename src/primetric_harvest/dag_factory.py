@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from airflow.sdk import DAG, Param, task
+from airflow.sdk import DAG, Param, get_parsing_context, task
 from airflow.sdk.definitions.callback import AsyncCallback
 from airflow.sdk.definitions.deadline import DeadlineAlert, DeadlineReference
 
@@ -16,12 +16,13 @@ from primetric_harvest.names import (
     HARVEST_POOL,
     PRIMETRIC_CONN_ID,
     dag_id,
+    dag_shard,
     worklogs_asset,
     worklogs_changed_alias,
 )
 from primetric_harvest.notify import FailureAlert, freshness_alert
 from primetric_harvest.plan import CLEAR_DATA, CONFIRM_PROJECT_NAME, SINCE
-from primetric_harvest.registry import LinkedProject, linked_projects
+from primetric_harvest.registry import LinkedProject, dag_shards, linked_projects
 from primetric_harvest.results import Extracted, Loaded, Transformed, from_xcom, to_xcom
 from primetric_harvest.tasks import SyncRun
 
@@ -233,5 +234,19 @@ def build_dag(project: LinkedProject) -> DAG:
     return dag
 
 
-def build_linked_project_dags() -> dict[str, DAG]:
-    return {dag.dag_id: dag for dag in map(build_dag, linked_projects())}
+def build_linked_project_dags(shard: int = 0) -> dict[str, DAG]:
+    """Every linked project's DAG of DAG file ``shard`` (all of them unless PRIMETRIC_DAG_SHARDS splits them);
+    in a task process only the DAG of its task.
+
+    A task process parses the DAG file again before its task runs, and tells which DAG it wants (Airflow's
+    parsing context): building the other N−1 DAGs there cost ~3 ms each per task (bench parse-N, README
+    "Sizing"), i.e. seconds per task at 1,000 projects. The dag-processor has no context and builds them all.
+    """
+    shards = dag_shards()
+    if shard >= shards:  # a shard file beyond the setting holds nothing (and asks the database nothing)
+        return {}
+    wanted = get_parsing_context().dag_id
+    projects = [p for p in linked_projects() if dag_shard(p.project_id, shards) == shard]
+    if wanted is not None:
+        projects = [p for p in projects if dag_id(p.project_id) == wanted]
+    return {dag.dag_id: dag for dag in map(build_dag, projects)}

@@ -51,7 +51,11 @@ HARVEST_POOL = "harvest_api"
 HARVEST_POOL_SLOTS = 4
 HARVEST_POOL_DESCRIPTION = "Harvest API calls (one account)"
 
-DAG_FILE = "harvest_sync.py"  # dags/harvest_sync.py: the one DAG file that holds every project's DAG
+DAG_FILE = "harvest_sync.py"  # dags/harvest_sync.py: every project's DAG (with shards: shard 0's)
+# Large deployments split the projects over several DAG files (README "Sizing"): PRIMETRIC_DAG_SHARDS=S on every
+# Airflow process; project p's DAG is in shard p % S: dags/harvest_sync.py (0), dags/harvest_sync_shard_K.py (K).
+DAG_SHARDS_ENV = "PRIMETRIC_DAG_SHARDS"
+MAX_DAG_SHARDS = 8  # dags/ ships a file for each shard up to this
 DAG_ID_PREFIX = "harvest_sync_"
 DAG_TAGS = ("harvest", "primetric", "sync")
 _DAG_ID = re.compile(rf"^{DAG_ID_PREFIX}(\d+)$")
@@ -60,6 +64,16 @@ _DAG_ID = re.compile(rf"^{DAG_ID_PREFIX}(\d+)$")
 def dag_id(project_id: int) -> str:
     """The DAG of one linked Primetric project: ``harvest_sync_<project id>``."""
     return f"{DAG_ID_PREFIX}{int(project_id)}"
+
+
+def dag_shard(project_id: int, shards: int) -> int:
+    """The shard (DAG file) that holds a project's DAG when the projects are split over ``shards`` files."""
+    return int(project_id) % max(1, shards)
+
+
+def dag_file(shard: int) -> str:
+    """The name of shard ``shard``'s DAG file in dags/ (shard 0 is the one file of an unsharded deployment)."""
+    return DAG_FILE if shard == 0 else f"harvest_sync_shard_{shard}.py"
 
 
 def project_id_of(dag_id_: str) -> int | None:

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from primetric_harvest.db import connect, query
-from primetric_harvest.names import PRIMETRIC_CONN_ID, ConnectionUse, connection_name
+from primetric_harvest.names import DAG_SHARDS_ENV, MAX_DAG_SHARDS, PRIMETRIC_CONN_ID, ConnectionUse, connection_name
 
 log = logging.getLogger(__name__)
 PARSE_TIMEOUT_SECONDS = 3
@@ -91,3 +91,21 @@ def linked_projects(conn_id: str = PRIMETRIC_CONN_ID, timeout: int = PARSE_TIMEO
     if projects != _read_cache(path):
         _write_cache(path, projects)
     return projects
+
+
+def dag_shards() -> int:
+    """How many DAG files the projects are split over (PRIMETRIC_DAG_SHARDS, 1 to MAX_DAG_SHARDS; default 1).
+
+    The same value must be set on every Airflow process (dag-processor, workers, API server): a task process
+    parses its DAG's file with it, and the Harvest sync page asks for a parse of the file of the project's shard.
+    """
+    raw = os.environ.get(DAG_SHARDS_ENV, "").strip()
+    if not raw:
+        return 1
+    try:
+        shards = int(raw)
+    except ValueError:
+        raise ValueError(f"{DAG_SHARDS_ENV}={raw!r}: give a whole number from 1 to {MAX_DAG_SHARDS}") from None
+    if not 1 <= shards <= MAX_DAG_SHARDS:
+        raise ValueError(f"{DAG_SHARDS_ENV}={raw!r}: give a whole number from 1 to {MAX_DAG_SHARDS}")
+    return shards
