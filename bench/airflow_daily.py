@@ -41,6 +41,9 @@ CELERY_TODO = (
 )
 
 
+BENCH_BROKER_DB = 6  # make airflow uses 5, the tests 11
+
+
 def celery_available() -> bool:
     return "executor" in {f.name for f in dataclasses.fields(AirflowLocal)}
 
@@ -260,7 +263,9 @@ def run_daily(spec: DailySpec, say=print) -> dict:
     tag = uuid.uuid4().hex[:8]
     kwargs: dict = {}
     if spec.executor != "local":
-        kwargs = {"executor": spec.executor, "workers": spec.workers}
+        # A Redis database of its own: the launcher's default one is `make airflow EXECUTOR=celery`'s queue, and
+        # each stack flushes its broker database at start.
+        kwargs = {"executor": spec.executor, "workers": spec.workers, "broker_db": BENCH_BROKER_DB}
     with SimProcess(sim_spec) as sim, tempfile.TemporaryDirectory(prefix="bench-airflow-") as home:
         server = _BenchAirflow(
             home=Path(home),
