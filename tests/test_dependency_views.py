@@ -14,7 +14,7 @@ import requests
 
 from primetric_harvest.names import worklogs_asset_uri
 from scripts.airflow_local import AirflowLocal
-from tests.airflow_server import DEMO_DAGS, wait_for_run
+from tests.airflow_server import DEMO_DAGS, set_paused, wait_for_run
 from tests.sync_page import wait_ready
 
 pytestmark = pytest.mark.airflow
@@ -36,6 +36,7 @@ def _sync_demo_project(server: AirflowLocal) -> None:
         started = requests.post(f"{base}/api/projects/1/runs", json={"since": "2026-09-01"}, headers=headers)
     assert started.status_code == 200, started.text
     assert wait_for_run(server, "harvest_sync_1", started.json()["dag_run_id"], timeout=300)["state"] == "success"
+    set_paused(server, "harvest_sync_1", True)  # as the stack starts (other tests on it expect the DAG paused)
 
 
 def test_dependency_and_asset_graphs_answer(airflow_server: AirflowLocal):
