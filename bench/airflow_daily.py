@@ -10,7 +10,6 @@ simulator's request log and /proc (psutil) of the stack's processes.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import json
 import math
@@ -35,17 +34,7 @@ FIRST_HARVEST_PROJECT = 50_001
 WINDOW_DAYS = 60  # the default reconcile window: the simulator's entries span it, as a daily run reads it
 TASKS = ("extract", "transform", "load", "report")
 UPSTREAM = {"transform": "extract", "load": "transform", "report": "load"}
-CELERY_TODO = (
-    "TODO: Celery figures need scripts/airflow_local.py's executor option (AirflowLocal(..., executor='celery', "
-    "workers=2)), not on this branch yet: run `python -m bench --only daily-200-projects-celery` once it is."
-)
-
-
 BENCH_BROKER_DB = 6  # make airflow uses 5, the tests 11
-
-
-def celery_available() -> bool:
-    return "executor" in {f.name for f in dataclasses.fields(AirflowLocal)}
 
 
 @dataclass(frozen=True)
@@ -413,8 +402,6 @@ def _figures(spec: DailySpec, o: _Observed) -> dict:
         "retries": sum(1 for t in tis if (t[7] or 1) > 1),
         "hostnames": sorted({t[8] for t in tis if t[8]}),
     }
-    if spec.executor == "local" and not celery_available():
-        figures["todo"] = CELERY_TODO
     done = {int(str(r[0]).removeprefix("harvest_sync_")) for r in runs}
     want = {p: expected[h] for p, h in projects.items() if p in done}
     checks = {

@@ -102,8 +102,6 @@ def _summary(name: str, fig: dict) -> str:
             f"worker (MB, with its task processes): {rss}; largest task process {fig['peak_rss_mb_task_process']} MB",
             f"peak PostgreSQL connections: {fig.get('peak_postgres_connections')}",
         ]
-        if fig.get("todo"):
-            lines.append(fig["todo"])
         return f"\n{pad}".join(lines)
     if "dag_processor_cpu_share" in fig:  # parse-N
         failed = f"\n{pad}IMPORT FAILED: {fig['import_error']}" if fig.get("import_error") else ""

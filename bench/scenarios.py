@@ -471,17 +471,14 @@ class Bench:
         }
 
     def daily_projects(self, want) -> None:
-        """`daily-N-projects` on LocalExecutor, and `daily-N-projects-celery` (2 workers) when the launcher has
-        the Celery option: N projects' daily runs through the real scheduler (bench/airflow_daily.py)."""
-        from bench.airflow_daily import CELERY_TODO, DailySpec, celery_available, run_daily
+        """`daily-N-projects` on LocalExecutor and `daily-N-projects-celery` (2 Celery workers): N projects' daily
+        runs through the real scheduler (bench/airflow_daily.py)."""
+        from bench.airflow_daily import DailySpec, run_daily
 
         n = self.sizes.daily_projects
         for suffix, executor in (("", "local"), ("-celery", "celery")):
             name = f"daily-{n}-projects{suffix}"
             if not want(name):
-                continue
-            if executor == "celery" and not celery_available():
-                self.say(f"  {name}: skipped. {CELERY_TODO}")
                 continue
             self.say(f"  {name}: {n} projects' daily runs through the real scheduler ({executor}) …")
             spec = DailySpec(
